@@ -1,0 +1,32 @@
+// mplug-owl2: the command-line program of the library.
+//   mplug-owl2 info  --model DIR      what a checkpoint folder holds
+//   mplug-owl2 trace --model DIR ...  run the model and write every activation
+// Errors print one line "error: ..." on stderr and exit with code 2; usage
+// errors (unknown options, bad values) exit with code 1.
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+#include "command_info.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"mPLUG-Owl2 in C++: run, trace and study the model"};
+    app.require_subcommand(1);
+    app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string("error: ") + e.what() + "\n"; });
+    cli::register_info(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 2;
+    }
+    return 0;
+}

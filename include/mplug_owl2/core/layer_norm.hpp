@@ -1,0 +1,48 @@
+// nn.LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · w + b,
+// with the biased variance, as torch computes it.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "../io/tensor_source.hpp"
+#include "hooks.hpp"
+
+namespace mplug_owl2 {
+
+template <class T>
+struct LayerNorm {
+    std::string name;
+    Vector<T> weight;  // [D]
+    Vector<T> bias;    // [D]
+    double eps = 1e-5;
+
+    void load(WeightLoader& w, const std::string& path, std::size_t dim, double epsilon) {
+        name = path;
+        weight = w.vector<T>(path + ".weight", dim);
+        bias = w.vector<T>(path + ".bias", dim);
+        eps = epsilon;
+    }
+
+    Matrix<T> forward(const Matrix<T>& x, const Hooks<T>& hooks) const {
+        const std::size_t D = weight.size();
+        check_cols(x, D, name + " input");
+        Matrix<T> y = Matrix<T>::from_shape(x.shape());
+        for (std::size_t r = 0; r < x.shape(0); ++r) {
+            const T* xr = &x(r, 0);
+            T* yr = &y(r, 0);
+            T mean = 0;
+            for (std::size_t i = 0; i < D; ++i) mean += xr[i];
+            mean /= T(D);
+            T var = 0;
+            for (std::size_t i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+            var /= T(D);
+            const T inv = T(1) / std::sqrt(var + T(eps));
+            for (std::size_t i = 0; i < D; ++i) yr[i] = (xr[i] - mean) * inv * weight(i) + bias(i);
+        }
+        hooks.report(name, y);
+        return y;
+    }
+};
+
+}  // namespace mplug_owl2

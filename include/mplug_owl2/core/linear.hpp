@@ -1,0 +1,50 @@
+// nn.Linear: y = x·Wᵀ + b with W stored [out, in] as in the checkpoint.
+#pragma once
+
+#include <string>
+
+#include "../io/tensor_source.hpp"
+#include "gemm.hpp"
+#include "hooks.hpp"
+
+namespace mplug_owl2 {
+
+template <class T>
+struct Linear {
+    std::string name;  // official module path, e.g. "model.layers.0.self_attn.q_proj"
+    Matrix<T> weight;  // [out, in]
+    Vector<T> bias;    // [out], empty when the module has no bias
+
+    std::size_t in_features() const { return weight.shape(1); }
+    std::size_t out_features() const { return weight.shape(0); }
+    bool has_bias() const { return bias.size() != 0; }
+
+    void load(WeightLoader& w, const std::string& path, std::size_t in, std::size_t out, bool with_bias) {
+        name = path;
+        weight = w.matrix<T>(path + ".weight", out, in);
+        bias = with_bias ? w.vector<T>(path + ".bias", out) : Vector<T>();
+    }
+
+    // x [L, in] -> [L, out]
+    Matrix<T> forward(const Matrix<T>& x, const Hooks<T>& hooks) const {
+        Matrix<T> y = project(x);
+        hooks.report(name, y);
+        return y;
+    }
+
+    // The product alone, without reporting (for callers that report the
+    // combined result of several projections themselves).
+    Matrix<T> project(const Matrix<T>& x) const {
+        check_cols(x, in_features(), name + " input");
+        Matrix<T> y = Matrix<T>::from_shape({x.shape(0), out_features()});
+        if (has_bias()) {
+            for (std::size_t r = 0; r < y.shape(0); ++r)  // C starts as the bias, then C += x·Wᵀ
+                std::copy(bias.begin(), bias.end(), &y(r, 0));
+        }
+        gemm<T>(Trans::No, Trans::Yes, x.shape(0), out_features(), in_features(), T(1), x.data(), x.shape(1),
+                weight.data(), weight.shape(1), has_bias() ? T(1) : T(0), y.data(), y.shape(1));
+        return y;
+    }
+};
+
+}  // namespace mplug_owl2

@@ -1,0 +1,93 @@
+// The parity harness: loads a reference case written by the official
+// PyTorch code (reference_outputs/<model>/<case>.safetensors) and compares
+// our tensors with it by name, reporting the worst
+// max|ours − ref| / rms(ref).
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "mplug_owl2/io/safetensors.hpp"
+
+namespace parity {
+
+inline std::string reference_dir() { return MPLUG_OWL2_REFERENCE_DIR; }
+inline std::string tiny_dir() { return reference_dir() + "/tiny"; }
+
+inline nlohmann::json tiny_cases() {
+    std::ifstream in(tiny_dir() + "/cases.json");
+    REQUIRE(in.good());
+    nlohmann::json j;
+    in >> j;
+    return j["cases"];
+}
+
+inline nlohmann::json tiny_case(const std::string& name) {
+    for (const auto& c : tiny_cases())
+        if (c["name"] == name) return c;
+    FAIL("no reference case " << name);
+    return {};
+}
+
+// Relative error of `ours` against `ref`: max|ours − ref| / rms(ref).
+template <class A, class B>
+double relative_error(const A& ours, const B& ref) {
+    double num = 0, ss = 0;
+    auto o = ours.begin();
+    for (auto r = ref.begin(); r != ref.end(); ++r, ++o) {
+        num = std::max(num, std::abs(double(*o) - double(*r)));
+        ss += double(*r) * double(*r);
+    }
+    const double rms = std::sqrt(ss / double(ref.size()));
+    return num / (rms > 0 ? rms : 1.0);
+}
+
+// One reference case: every tensor it holds, as double.
+class Case {
+public:
+    explicit Case(const std::string& name, const std::string& model_dir = tiny_dir())
+        : name_(name), file_(std::make_unique<mplug_owl2::SafetensorsFile>(model_dir + "/" + name + ".safetensors")) {}
+
+    bool has(const std::string& tensor) const { return file_->find(tensor) != nullptr; }
+    std::vector<std::string> names() const { return file_->names(); }
+    xt::xarray<double> get(const std::string& tensor) const {
+        INFO("reference case " << name_ << ", tensor " << tensor);
+        REQUIRE(has(tensor));
+        return mplug_owl2::read_tensor<double>(*file_, tensor);
+    }
+    mplug_owl2::Shape shape(const std::string& tensor) const { return file_->find(tensor)->shape; }
+    const mplug_owl2::SafetensorsFile& file() const { return *file_; }
+    const std::string& name() const { return name_; }
+
+    // Checks `ours` (any xtensor expression or container of the same number
+    // of elements, in the reference's row-major order) against the tensor.
+    template <class A>
+    void check(const std::string& tensor, const A& ours, double tol) const {
+        const auto ref = get(tensor);
+        INFO("case " << name_ << ", tensor " << tensor);
+        REQUIRE(std::size_t(ours.size()) == ref.size());
+        const double err = relative_error(ours, ref);
+        INFO("max|ours - ref| / rms(ref) = " << err << " (tolerance " << tol << ")");
+        CHECK(err <= tol);
+    }
+
+private:
+    std::string name_;
+    std::unique_ptr<mplug_owl2::SafetensorsFile> file_;
+};
+
+// Tolerances of the parity tests, relative to the reference's RMS.
+template <class T>
+constexpr double tolerance() {
+    return sizeof(T) == 8 ? 1e-9 : 1e-3;
+}
+
+}  // namespace parity
