@@ -148,7 +148,7 @@ public:
     void add(const std::string& name, DType dtype, const Shape& shape, const S* values) {
         if (sizeof(S) != dtype_size(dtype)) fail("safetensors writer: tensor ", name, ": element size mismatch");
         std::vector<std::uint8_t> bytes(shape_numel(shape) * sizeof(S));
-        if (!bytes.empty()) std::memcpy(bytes.data(), values, bytes.size());
+        if (!bytes.empty()) std::copy_n(reinterpret_cast<const std::uint8_t*>(values), bytes.size(), bytes.data());
         add_bytes(name, dtype, shape, std::move(bytes));
     }
     void add(const std::string& name, const Shape& shape, const double* v) { add(name, DType::F64, shape, v); }
