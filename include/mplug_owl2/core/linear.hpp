@@ -4,7 +4,9 @@
 #include <string>
 
 #include "../io/tensor_source.hpp"
+#include "../kernels/half_gemm.hpp"
 #include "gemm.hpp"
+#include "half_matrix.hpp"
 #include "hooks.hpp"
 
 namespace mplug_owl2 {
@@ -12,16 +14,23 @@ namespace mplug_owl2 {
 template <class T>
 struct Linear {
     std::string name;  // official module path, e.g. "model.layers.0.self_attn.q_proj"
-    Matrix<T> weight;  // [out, in]
-    Vector<T> bias;    // [out], empty when the module has no bias
+    Matrix<T> weight;         // [out, in]
+    Vector<T> bias;           // [out], empty when the module has no bias
+    HalfMatrix weight_half;   // `weight` kept in its stored fp16/bf16 instead (then `weight` is empty)
 
-    std::size_t in_features() const { return weight.shape(1); }
-    std::size_t out_features() const { return weight.shape(0); }
+    std::size_t in_features() const { return weight_half.empty() ? weight.shape(1) : weight_half.cols; }
+    std::size_t out_features() const { return weight_half.empty() ? weight.shape(0) : weight_half.rows; }
     bool has_bias() const { return bias.size() != 0; }
 
     void load(WeightLoader& w, const std::string& path, std::size_t in, std::size_t out, bool with_bias) {
         name = path;
-        weight = w.matrix<T>(path + ".weight", out, in);
+        if (w.keeps_half(path + ".weight")) {
+            weight_half = HalfMatrix::load(w, path + ".weight", out, in);
+            weight = Matrix<T>();
+        } else {
+            weight = w.matrix<T>(path + ".weight", out, in);
+            weight_half = HalfMatrix();
+        }
         bias = with_bias ? w.vector<T>(path + ".bias", out) : Vector<T>();
     }
 
@@ -41,8 +50,12 @@ struct Linear {
             for (std::size_t r = 0; r < y.shape(0); ++r)  // C starts as the bias, then C += x·Wᵀ
                 std::copy(bias.begin(), bias.end(), &y(r, 0));
         }
-        gemm<T>(Trans::No, Trans::Yes, x.shape(0), out_features(), in_features(), T(1), x.data(), x.shape(1),
-                weight.data(), weight.shape(1), has_bias() ? T(1) : T(0), y.data(), y.shape(1));
+        const T beta = has_bias() ? T(1) : T(0);
+        if (!weight_half.empty())
+            kernels::gemm_half_nt<T>(x.data(), x.shape(0), weight_half, beta, y.data(), y.shape(1));
+        else
+            gemm<T>(Trans::No, Trans::Yes, x.shape(0), out_features(), in_features(), T(1), x.data(),
+                    x.shape(1), weight.data(), weight.shape(1), beta, y.data(), y.shape(1));
         return y;
     }
 };

@@ -165,6 +165,33 @@ public:
         return v;
     }
 
+    // From now on, matrices stored as F16/BF16 stay in half precision (see
+    // core/half_matrix.hpp) instead of being converted to the compute type;
+    // `owner` keeps the memory of the source alive for as long as they live.
+    void keep_half_precision(std::shared_ptr<const void> owner) { half_owner_ = std::move(owner); }
+
+    // True when the matrix `name` is to be kept in half precision.
+    bool keeps_half(const std::string& name) const {
+        if (!half_owner_) return false;
+        const TensorInfo* info = src_.find(name);
+        return info && (info->dtype == DType::F16 || info->dtype == DType::BF16);
+    }
+
+    // The stored half-precision bytes of `name`, shape-checked, not copied.
+    // The caller passes the matrix on in a HalfMatrix-like holder together
+    // with half_owner() to keep the bytes alive.
+    const TensorInfo& half_tensor(const std::string& name, std::size_t rows, std::size_t cols) {
+        const TensorInfo& info = lookup(name);
+        if (info.shape != Shape{rows, cols})
+            fail("tensor ", name, " in ", src_.origin(name), ": expected shape ", shape_str({rows, cols}), ", found ",
+                 shape_str(info.shape));
+        if (info.dtype != DType::F16 && info.dtype != DType::BF16)
+            fail("tensor ", name, " in ", src_.origin(name), ": expected F16 or BF16, found ", dtype_name(info.dtype));
+        used_.insert(name);
+        return info;
+    }
+    const std::shared_ptr<const void>& half_owner() const { return half_owner_; }
+
     // Tensors of the source that no module read, sorted.
     std::vector<std::string> unused() const {
         std::vector<std::string> out;
@@ -185,6 +212,7 @@ private:
 
     const TensorSource& src_;
     std::set<std::string> used_;
+    std::shared_ptr<const void> half_owner_;
 };
 
 }  // namespace mplug_owl2

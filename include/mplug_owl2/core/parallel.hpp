@@ -1,0 +1,121 @@
+// A small fixed pool of worker threads for the loops BLAS does not cover
+// (attention heads, half-precision weight conversion). OpenBLAS keeps its own
+// threads for GEMMs; this pool only runs between BLAS calls, so the two never
+// oversubscribe the cores.
+#pragma once
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace mplug_owl2 {
+
+class ThreadPool {
+public:
+    explicit ThreadPool(std::size_t threads = default_threads()) { resize(threads); }
+    ~ThreadPool() { stop(); }
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    static std::size_t default_threads() {
+        const unsigned n = std::thread::hardware_concurrency();
+        return n == 0 ? 1 : n;
+    }
+
+    // Number of threads that run a parallel_for (the caller included).
+    std::size_t size() const { return workers_.size() + 1; }
+
+    void resize(std::size_t threads) {
+        stop();
+        done_ = false;
+        for (std::size_t i = 1; i < std::max<std::size_t>(threads, 1); ++i)
+            workers_.emplace_back([this, i] { work(i); });
+    }
+
+    // Calls fn(begin, end) on disjoint chunks covering [0, n), one chunk per
+    // thread, and returns when all are done. Exceptions are rethrown here.
+    void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn) {
+        if (n == 0) return;
+        const std::size_t parts = std::min(size(), n);
+        if (parts == 1) {
+            fn(0, n);
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            job_ = &fn;
+            n_ = n;
+            parts_ = parts;
+            pending_ = parts - 1;
+            error_ = nullptr;
+            ++generation_;
+        }
+        cv_.notify_all();
+        run_chunk(0);
+        std::unique_lock<std::mutex> lock(m_);
+        finished_.wait(lock, [this] { return pending_ == 0; });
+        job_ = nullptr;
+        if (error_) std::rethrow_exception(error_);
+    }
+
+private:
+    void run_chunk(std::size_t part) {
+        const std::size_t begin = n_ * part / parts_, end = n_ * (part + 1) / parts_;
+        try {
+            if (begin < end) (*job_)(begin, end);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(m_);
+            if (!error_) error_ = std::current_exception();
+        }
+    }
+
+    void work(std::size_t index) {
+        std::size_t seen = 0;
+        for (;;) {
+            {
+                std::unique_lock<std::mutex> lock(m_);
+                cv_.wait(lock, [&] { return done_ || generation_ != seen; });
+                if (done_) return;
+                seen = generation_;
+                if (index >= parts_) continue;
+            }
+            run_chunk(index);
+            {
+                std::lock_guard<std::mutex> lock(m_);
+                --pending_;
+            }
+            finished_.notify_one();
+        }
+    }
+
+    void stop() {
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            done_ = true;
+        }
+        cv_.notify_all();
+        for (auto& t : workers_) t.join();
+        workers_.clear();
+    }
+
+    std::vector<std::thread> workers_;
+    std::mutex m_;
+    std::condition_variable cv_, finished_;
+    const std::function<void(std::size_t, std::size_t)>* job_ = nullptr;
+    std::size_t n_ = 0, parts_ = 1, pending_ = 0, generation_ = 0;
+    std::exception_ptr error_;
+    bool done_ = false;
+};
+
+// The process-wide pool used by the fast kernels.
+inline ThreadPool& thread_pool() {
+    static ThreadPool pool;
+    return pool;
+}
+
+}  // namespace mplug_owl2
