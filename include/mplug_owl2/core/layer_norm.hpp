@@ -24,7 +24,8 @@ struct LayerNorm {
         eps = epsilon;
     }
 
-    Matrix<T> forward(const Matrix<T>& x, const Hooks<T>& hooks) const {
+    // x [L, D] -> [L, D]; `shape` as for Linear::forward.
+    Matrix<T> forward(const Matrix<T>& x, const Hooks<T>& hooks, const Shape& shape = {}) const {
         const std::size_t D = weight.size();
         check_cols(x, D, name + " input");
         Matrix<T> y = Matrix<T>::from_shape(x.shape());
@@ -40,7 +41,7 @@ struct LayerNorm {
             const T inv = T(1) / std::sqrt(var + T(eps));
             for (std::size_t i = 0; i < D; ++i) yr[i] = (xr[i] - mean) * inv * weight(i) + bias(i);
         }
-        hooks.report(name, y);
+        hooks.report(name, y, shape);
         return y;
     }
 };

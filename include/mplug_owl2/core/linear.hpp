@@ -34,10 +34,11 @@ struct Linear {
         bias = with_bias ? w.vector<T>(path + ".bias", out) : Vector<T>();
     }
 
-    // x [L, in] -> [L, out]
-    Matrix<T> forward(const Matrix<T>& x, const Hooks<T>& hooks) const {
+    // x [L, in] -> [L, out]; `shape` is the official shape to report it
+    // with when it is not [L, out] (e.g. [images, tokens, out]).
+    Matrix<T> forward(const Matrix<T>& x, const Hooks<T>& hooks, const Shape& shape = {}) const {
         Matrix<T> y = project(x);
-        hooks.report(name, y);
+        hooks.report(name, y, shape);
         return y;
     }
 
