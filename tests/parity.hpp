@@ -90,4 +90,45 @@ constexpr double tolerance() {
     return sizeof(T) == 8 ? 1e-9 : 1e-3;
 }
 
+// How many leading greedy ids a run in T must reproduce: pick k is made on
+// the prompt's last logits row (k = 0) or on step row k−1, and a run within
+// the parity tolerance cannot flip it while the reference's best and
+// second-best logits there differ by more than twice the tolerance (relative
+// to the RMS of the prompt logits). Every pick counts in double.
+template <class T>
+std::size_t guaranteed_picks(const xt::xarray<double>& logits, const xt::xarray<double>& steps, std::size_t n) {
+    double ss = 0;
+    for (double v : logits) ss += v * v;
+    const double slack = 2 * tolerance<T>() * std::sqrt(ss / double(logits.size()));
+    const std::size_t V = logits.shape(1);
+    auto gap = [V](const double* row) {
+        double a = -INFINITY, b = -INFINITY;
+        for (std::size_t j = 0; j < V; ++j) {
+            if (row[j] > a) {
+                b = a;
+                a = row[j];
+            } else if (row[j] > b) {
+                b = row[j];
+            }
+        }
+        return a - b;
+    };
+    for (std::size_t k = 0; k < n; ++k) {
+        const double* row = k == 0 ? logits.data() + (logits.shape(0) - 1) * V : steps.data() + (k - 1) * V;
+        if (gap(row) <= slack) return k;
+    }
+    return n;
+}
+
+template <class T>
+void check_greedy_ids(const std::vector<std::int64_t>& ours, const std::vector<std::int64_t>& expected,
+                      const xt::xarray<double>& logits, const xt::xarray<double>& steps) {
+    REQUIRE(ours.size() == expected.size());
+    const std::size_t n = guaranteed_picks<T>(logits, steps, expected.size());
+    INFO("the reference's logit margins fix the first " << n << " of " << expected.size() << " greedy ids");
+    if (sizeof(T) == 8) CHECK(n == expected.size());
+    CHECK(std::vector<std::int64_t>(ours.begin(), ours.begin() + n) ==
+          std::vector<std::int64_t>(expected.begin(), expected.begin() + n));
+}
+
 }  // namespace parity

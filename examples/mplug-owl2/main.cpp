@@ -9,12 +9,14 @@
 #include <iostream>
 
 #include "command_info.hpp"
+#include "command_trace.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"mPLUG-Owl2 in C++: run, trace and study the model"};
     app.require_subcommand(1);
     app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string("error: ") + e.what() + "\n"; });
     cli::register_info(app);
+    cli::register_trace(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

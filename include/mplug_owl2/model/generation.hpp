@@ -1,0 +1,45 @@
+// What generate() is asked for and what it returns (Hugging Face's
+// GenerationConfig and output, reduced to what inference with one prompt
+// uses).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../core/tensor.hpp"
+#include "sampling.hpp"
+
+namespace mplug_owl2 {
+
+struct GenerationConfig {
+    std::size_t max_new_tokens = 0;          // the token budget
+    bool stop_at_eos = true;                 // stop once an end-of-sequence id is chosen
+    std::vector<std::int64_t> eos_token_ids;  // empty: config.json's eos_token_id (an id or a list)
+    SamplingConfig sampling;                 // greedy unless sampling.do_sample
+};
+
+enum class StopReason {
+    Budget,       // max_new_tokens ids chosen
+    Eos,          // an end-of-sequence id was chosen (it is the last id)
+    ContextFull,  // the sequence reached the most positions the config allows
+};
+
+inline const char* stop_reason_name(StopReason r) {
+    switch (r) {
+        case StopReason::Budget: return "budget";
+        case StopReason::Eos: return "eos";
+        case StopReason::ContextFull: return "context full";
+    }
+    return "?";
+}
+
+template <class T>
+struct Generation {
+    std::vector<std::int64_t> ids;  // the chosen ids, in order
+    // Row i: the logits after feeding ids[i] through the cache (one row per
+    // id fed; an end-of-sequence id that stops generation is not fed).
+    Matrix<T> step_logits;
+    StopReason stop = StopReason::Budget;
+};
+
+}  // namespace mplug_owl2

@@ -1,0 +1,158 @@
+// The whole model: the official `MPLUGOwl2LlamaForCausalLM`
+// (modeling_mplug_owl2.py) — `model` (vision tower, abstractor, LLaMA-2
+// decoder with the modality-adaptive module) and `lm_head`.
+//
+//   images [N, 3, S, S] -> encode_images -> N × [Q+1, H]
+//   ids with −200 markers + image features -> prepare_inputs -> inputs_embeds, indicators
+//   -> forward (prefill) -> logits [L, V]; the key/value cache holds the prompt
+//   -> decode_step (one text token at a time) -> logits [1, V]
+//   generate: prefill, then decoding steps choosing ids greedily or by sampling.
+//
+// Reported besides every module's output: `decoder.inputs_embeds` (the
+// spliced input) and `logits` (lm_head's output, which the official forward
+// returns as is).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <xtensor/xtensor.hpp>
+
+#include "../core/linear.hpp"
+#include "../io/config.hpp"
+#include "../io/tensor_source.hpp"
+#include "../language/kv_cache.hpp"
+#include "../language/multiway.hpp"
+#include "generation.hpp"
+#include "mplug_owl2_llama_model.hpp"
+#include "prepare_inputs.hpp"
+#include "sampling.hpp"
+
+namespace mplug_owl2 {
+
+template <class T>
+struct MplugOwl2LlamaForCausalLM {
+    ModelConfig config;
+    MplugOwl2LlamaModel<T> model;  // model.*
+    Linear<T> lm_head;             // [V, D], no bias; model.embed_tokens.weight when tie_word_embeddings
+    std::vector<std::string> unused_tensors;  // checkpoint tensors no module reads (e.g. rotary_emb.inv_freq)
+
+    void load(const TensorSource& weights, const ModelConfig& c) {
+        WeightLoader w(weights);
+        load(w, c);
+    }
+
+    // Through a loader set up by the caller (e.g. to keep half-precision weights).
+    void load(WeightLoader& w, const ModelConfig& c) {
+        config = c;
+        model.load(w, c);
+        const auto D = static_cast<std::size_t>(c.text.hidden_size), V = static_cast<std::size_t>(c.text.vocab_size);
+        // A tied head reads the embedding table; a stored lm_head.weight is then left unused.
+        lm_head.load(w, c.text.tie_word_embeddings ? "model.embed_tokens" : "lm_head", D, V, false);
+        lm_head.name = "lm_head";
+        unused_tensors = w.unused();
+    }
+
+    // The routing policy of every multiway module (official unless set).
+    void set_mam_routing(const MamRouting& r) {
+        for (std::size_t l : r.layers)
+            if (l >= model.layers.size())
+                fail("modality-adaptive routing: layer ", l, " does not exist (the decoder has ", model.layers.size(),
+                     " layers)");
+        model.mam = r;
+    }
+    const MamRouting& mam_routing() const { return model.mam; }
+
+    KVCache<T> new_cache() const { return model.new_cache(); }
+
+    // pixels [N, 3, S, S] -> N image features [Q+1, H] (none for N = 0).
+    std::vector<Matrix<T>> encode_images(const xt::xtensor<T, 4>& pixels, const Hooks<T>& hooks) const {
+        const std::size_t N = pixels.shape(0);
+        if (N == 0) return {};
+        const auto S = static_cast<std::size_t>(config.vision.image_size);
+        if (pixels.shape(1) != 3 || pixels.shape(2) != S || pixels.shape(3) != S)
+            fail("pixel values: expected shape ", shape_str({N, 3, S, S}), " (image_size ", S, "), found ",
+                 shape_str({pixels.shape(0), pixels.shape(1), pixels.shape(2), pixels.shape(3)}));
+        // 1. vision_model(images)   [N·(1+g²), Dv]
+        const Matrix<T> vision = model.vision_model.forward(pixels, hooks);
+        // 2. visual_abstractor(encoder_hidden_states=...)   [N·(Q+1), H]
+        const Matrix<T> all = model.visual_abstractor.forward(vision, N, hooks);
+        // 3. one [Q+1, H] block per image
+        const std::size_t rows = all.shape(0) / N;
+        std::vector<Matrix<T>> out;
+        for (std::size_t n = 0; n < N; ++n) out.push_back(xt::view(all, xt::range(n * rows, (n + 1) * rows), xt::all()));
+        return out;
+    }
+
+    PreparedInputs<T> prepare_inputs(const std::vector<std::int64_t>& ids, const std::vector<Matrix<T>>& image_features,
+                                     const Hooks<T>& hooks) const {
+        return prepare_inputs_for_multimodal(ids, image_features, model.embed_tokens, hooks);
+    }
+
+    // The prefill: the prepared prompt after the cache's positions -> logits [L, V].
+    Matrix<T> forward(const PreparedInputs<T>& in, KVCache<T>& cache, const Hooks<T>& hooks) const {
+        return logits_of(in.inputs_embeds, in.modality_indicators, cache, hooks);
+    }
+
+    // One decoding step: `token` (a text position) after the cache -> logits [1, V].
+    Matrix<T> decode_step(std::int64_t token, KVCache<T>& cache, const Hooks<T>& hooks) const {
+        const Matrix<T> embeds = model.embed_tokens.forward({token}, hooks);
+        return logits_of(embeds, ModalityIndicators{0}, cache, hooks);
+    }
+
+    // Generation after a prefill whose logits are `prompt_logits`: choose an
+    // id from the last row, then repeatedly feed the last id through the
+    // cache and choose the next from its logits, until the budget, an
+    // end-of-sequence id (when stopping at one) or the position limit.
+    Generation<T> generate(const Matrix<T>& prompt_logits, KVCache<T>& cache, const GenerationConfig& g,
+                           const Hooks<T>& hooks) const {
+        const std::size_t V = prompt_logits.shape(1);
+        std::vector<std::int64_t> eos = g.eos_token_ids;
+        if (eos.empty()) eos.assign(config.text.eos_token_id.begin(), config.text.eos_token_id.end());
+        Sampler sampler(g.sampling);
+        Generation<T> out;
+        std::vector<T> rows;
+        std::int64_t next = sampler.pick(&prompt_logits(prompt_logits.shape(0) - 1, 0), V);
+        for (std::size_t i = 0; i < g.max_new_tokens; ++i) {
+            out.ids.push_back(next);
+            if (g.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
+                out.stop = StopReason::Eos;
+                break;
+            }
+            if (cache.length >= max_positions(config.text)) {
+                out.stop = StopReason::ContextFull;
+                break;
+            }
+            const Matrix<T> step = decode_step(next, cache, hooks);
+            rows.insert(rows.end(), step.begin(), step.end());
+            next = sampler.pick(step.data(), V);
+        }
+        out.step_logits = Matrix<T>::from_shape({rows.size() / V, V});
+        std::copy(rows.begin(), rows.end(), out.step_logits.begin());
+        return out;
+    }
+
+    // The whole way from a prompt and its images ([N, 3, S, S], N markers).
+    Generation<T> generate(const std::vector<std::int64_t>& ids, const xt::xtensor<T, 4>& pixels,
+                           const GenerationConfig& g, const Hooks<T>& hooks) const {
+        check_prompt(ids, pixels.shape(0), static_cast<std::size_t>(config.text.vocab_size));
+        KVCache<T> cache = new_cache();
+        const PreparedInputs<T> in = prepare_inputs(ids, encode_images(pixels, hooks), hooks);
+        return generate(forward(in, cache, hooks), cache, g, hooks);
+    }
+
+private:
+    Matrix<T> logits_of(const Matrix<T>& embeds, const ModalityIndicators& indicators, KVCache<T>& cache,
+                        const Hooks<T>& hooks) const {
+        // 1. the decoder: layers, then the final norm   [L, D]
+        const Matrix<T> hidden = model.forward(embeds, indicators, cache, hooks);
+        // 2. lm_head   [L, V]
+        Matrix<T> logits = lm_head.forward(hidden, hooks);
+        hooks.report("logits", logits);
+        return logits;
+    }
+};
+
+}  // namespace mplug_owl2
