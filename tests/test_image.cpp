@@ -187,7 +187,8 @@ TEST_CASE("the float32 value of every byte matches numpy's arithmetic", "[image]
     ramp.width = 256;
     ramp.height = 1;
     for (int u = 0; u < 256; ++u) ramp.pixels.insert(ramp.pixels.end(), 3, std::uint8_t(u));
-    for (const auto& t : manifest()["value_tables"]) {
+    const auto tables = manifest()["value_tables"];  // a copy: the manifest itself is a temporary
+    for (const auto& t : tables) {
         ImageProcessorConfig cfg;
         cfg.do_resize = cfg.do_center_crop = false;
         for (int c = 0; c < 3; ++c) {
