@@ -209,6 +209,8 @@ TEST_CASE("the multiway wrapper routes every position through the copy its polic
     m.multiway[0].weight = xt::eye<double>(2) * 2.0;
     m.multiway[1].weight = xt::eye<double>(2) * 3.0;
     m.multiway[1].bias = {1.0, 1.0};
+    m.multiway[0].name = m.name + ".multiway.0";
+    m.multiway[1].name = m.name + ".multiway.1";
     const Matrix<double> x = {{1, 10}, {2, 20}, {3, 30}, {4, 40}};
     const ModalityIndicators ind = {0, 1, 1, 0};
 
@@ -216,7 +218,7 @@ TEST_CASE("the multiway wrapper routes every position through the copy its polic
         Hooks<double> hooks;
         std::vector<int> seen;
         hooks.add([&](const std::string& name, Matrix<double>& v, const Shape& shape) {
-            CHECK(name == "model.layers.1.self_attn.k_proj");
+            if (name != m.name) return;  // each copy also reports its own rows (tests/test_hooks_model.cpp)
             CHECK(shape == Shape{4, 2});
             for (std::size_t i = 0; i < 4; ++i) seen.push_back(v(i, 0) == 2 * x(i, 0) ? 0 : 1);
         });

@@ -1,5 +1,6 @@
 // `mplug-owl2 info --model DIR`: the configuration as parsed (with the
-// official defaults filled in) and the tensors of the checkpoint.
+// official defaults filled in) and the tensors of the checkpoint, in any of
+// the published layouts.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -9,7 +10,7 @@
 #include <string>
 
 #include "mplug_owl2/io/config.hpp"
-#include "mplug_owl2/io/safetensors.hpp"
+#include "mplug_owl2/io/checkpoint.hpp"
 
 namespace cli {
 
@@ -27,8 +28,11 @@ inline void run_info(const std::string& dir) {
               << v.seq_len() << " tokens), " << v.hidden_act << "\n";
     std::cout << "abstractor: " << a.num_hidden_layers << " layers, " << a.num_learnable_queries << " queries, width "
               << a.hidden_size << ", " << a.num_attention_heads << " heads, MLP " << a.intermediate_size << "\n";
-    SafetensorsFile f(dir + "/model.safetensors");
-    std::cout << f.names().size() << " tensors in " << f.path() << "\n";
+    const auto weights = open_checkpoint(dir);
+    std::size_t bytes = 0;
+    const auto names = weights->names();
+    for (const auto& n : names) bytes += weights->find(n)->nbytes;
+    std::cout << names.size() << " tensors, " << bytes << " bytes, in " << dir << "\n";
 }
 
 inline void register_info(CLI::App& app) {

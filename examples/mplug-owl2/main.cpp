@@ -1,6 +1,10 @@
 // mplug-owl2: the command-line program of the library.
 //   mplug-owl2 info  --model DIR      what a checkpoint folder holds
 //   mplug-owl2 trace --model DIR ...  run the model and write every activation
+//   mplug-owl2 ablate --model DIR --cases FILE ...  ablations of the modality-adaptive module, as a table
+//   mplug-owl2 answer --model DIR ... answer a question about images
+//   mplug-owl2 chat --model DIR ...   talk about images on stdin and stdout
+//   mplug-owl2 synth-checkpoint ...   write a random-weight checkpoint in the published layout
 // Errors print one line "error: ..." on stderr and exit with code 2; usage
 // errors (unknown options, bad values) exit with code 1.
 #include <CLI/CLI.hpp>
@@ -8,7 +12,12 @@
 #include <exception>
 #include <iostream>
 
+#include "command_ablate.hpp"
+#include "command_answer.hpp"
+#include "command_bench.hpp"
+#include "command_chat.hpp"
 #include "command_info.hpp"
+#include "command_synth_checkpoint.hpp"
 #include "command_trace.hpp"
 
 int main(int argc, char** argv) {
@@ -17,6 +26,11 @@ int main(int argc, char** argv) {
     app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string("error: ") + e.what() + "\n"; });
     cli::register_info(app);
     cli::register_trace(app);
+    cli::register_ablate(app);
+    cli::register_answer(app);
+    cli::register_chat(app);
+    cli::register_synth_checkpoint(app);
+    cli::register_bench(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -7,10 +7,10 @@
 
 #include <string>
 
-#include "../core/activations.hpp"
 #include "../core/layer_norm.hpp"
 #include "../core/linear.hpp"
 #include "../io/config.hpp"
+#include "../kernels/activations.hpp"
 #include "../vision/image_batch.hpp"
 
 namespace mplug_owl2 {
@@ -40,7 +40,7 @@ struct VisualAbstractorMLP {
         const Shape inner = image_batch_shape(n_images, Q, w1.out_features());
         // 1. a = silu(w1(z))   [N·Q, I]
         Matrix<T> a = w1.forward(z, hooks, inner);
-        activate_inplace(Activation::SiLU, a);
+        kernels::activate_inplace(Activation::SiLU, a);
         hooks.report(act_name, a, inner);
         // 2. a * w3(z)
         a *= w3.forward(z, hooks, inner);

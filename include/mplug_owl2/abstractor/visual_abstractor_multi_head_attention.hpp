@@ -20,6 +20,7 @@
 
 #include "../core/linear.hpp"
 #include "../io/config.hpp"
+#include "../kernels/attention.hpp"
 #include "../vision/image_batch.hpp"
 #include "../vision/scaled_dot_product_attention.hpp"
 #include "sincos_pos_embed.hpp"
@@ -89,14 +90,37 @@ struct VisualAbstractorMultiHeadAttention {
 
         // 4. per image and head: softmax(q·kᵀ / √hd) · v   [N·Q, D], head h at columns hd·h
         Matrix<T> context = Matrix<T>::from_shape({n_images * Q, D});
-        Matrix<T> scores = Matrix<T>::from_shape({Q, K});
         const T scale = T(1) / std::sqrt(T(hd));
+        if (hooks.attention_probs())
+            attend_reporting_probs(q, k, v, n_images, scale, context, hooks);
+        else
+            for (std::size_t n = 0; n < n_images; ++n)
+                kernels::multi_head_attention<T>(H, Q, K, hd, scale, {&q(n * Q, 0), D, hd}, {&k(n * K, 0), D, hd},
+                                                 {&v(n * K, 0), D, hd}, {&context(n * Q, 0), D, hd});
+        hooks.report(name, context, image_batch_shape(n_images, Q, D));
+        return context;
+    }
+
+private:
+    // Step 4 when hooks ask for attention probabilities, on the plain
+    // per-head path: every image's and head's p = softmax(q·kᵀ / √hd) is
+    // kept and reported as name.probs [N, H, Q, K] (the official
+    // attention_probs), then the context is p · v with p as the hooks left it.
+    void attend_reporting_probs(const Matrix<T>& q, const Matrix<T>& k, const Matrix<T>& v, std::size_t n_images,
+                                T scale, Matrix<T>& context, const Hooks<T>& hooks) const {
+        const std::size_t Q = num_queries(), K = Q + num_key_positions(), D = query.out_features();
+        const std::size_t H = num_attention_heads, hd = attention_head_size;
+        Matrix<T> probs = Matrix<T>::from_shape({n_images * H * Q, K});
         for (std::size_t n = 0; n < n_images; ++n)
             for (std::size_t h = 0; h < H; ++h)
                 scaled_dot_product_attention<T>(Q, K, hd, scale, &q(n * Q, hd * h), D, &k(n * K, hd * h), D,
-                                                &v(n * K, hd * h), D, &context(n * Q, hd * h), D, scores.data());
-        hooks.report(name, context, image_batch_shape(n_images, Q, D));
-        return context;
+                                                &v(n * K, hd * h), D, &context(n * Q, hd * h), D,
+                                                &probs((n * H + h) * Q, 0));
+        hooks.report(name + ".probs", probs, {n_images, H, Q, K});
+        for (std::size_t n = 0; n < n_images; ++n)
+            for (std::size_t h = 0; h < H; ++h)
+                gemm<T>(Trans::No, Trans::No, Q, hd, K, T(1), &probs((n * H + h) * Q, 0), K, &v(n * K, hd * h), D,
+                        T(0), &context(n * Q, hd * h), D);
     }
 };
 

@@ -1,11 +1,14 @@
 // Matrix products through BLAS (OpenBLAS's cblas), row-major, on xtensor
-// storage: no copies of the operands.
+// storage: no copies of the operands. Large float products on AVX-512 CPUs
+// go to kernels/sgemm.hpp instead (same result up to summation order).
 #pragma once
 
 #include <cblas.h>
 
 #include <type_traits>
 
+#include "../kernels/sgemm.hpp"
+#include "parallel.hpp"
 #include "tensor.hpp"
 
 namespace mplug_owl2 {
@@ -20,6 +23,11 @@ void gemm(Trans ta, Trans tb, std::size_t M, std::size_t N, std::size_t K, T alp
     static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
                   "gemm: T must be float or double");
     if (M == 0 || N == 0) return;
+    if constexpr (std::is_same<T, float>::value) {
+        if (kernels::sgemm_is_faster(M, N, K))
+            return kernels::sgemm(ta == Trans::Yes, tb == Trans::Yes, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                                  &thread_pool());
+    }
     const auto cta = ta == Trans::Yes ? CblasTrans : CblasNoTrans;
     const auto ctb = tb == Trans::Yes ? CblasTrans : CblasNoTrans;
     const auto m = static_cast<blasint>(M), n = static_cast<blasint>(N), k = static_cast<blasint>(K);

@@ -39,6 +39,12 @@ public:
     void clear() { fns_.clear(); }
     bool active() const { return !fns_.empty(); }
 
+    // Attention probabilities are large ([heads, queries, keys] per layer)
+    // and cost a buffer to keep, so attention modules report them, as
+    // "<attention module>.probs", only when asked to and a hook is installed.
+    void request_attention_probs(bool on = true) { attention_probs_ = on; }
+    bool attention_probs() const { return attention_probs_ && !fns_.empty(); }
+
     // Called by modules. `shape` empty means the matrix's own [rows, cols].
     void report(const std::string& name, Matrix<T>& value, const Shape& shape = {}) const {
         if (fns_.empty()) return;
@@ -55,6 +61,7 @@ private:
 
     std::vector<std::pair<int, Fn>> fns_;
     int next_id_ = 0;
+    bool attention_probs_ = false;
 };
 
 }  // namespace mplug_owl2

@@ -5,6 +5,7 @@
 
 #include "../io/tensor_source.hpp"
 #include "../kernels/half_gemm.hpp"
+#include "../kernels/weight_gemm.hpp"
 #include "gemm.hpp"
 #include "half_matrix.hpp"
 #include "hooks.hpp"
@@ -55,8 +56,8 @@ struct Linear {
         if (!weight_half.empty())
             kernels::gemm_half_nt<T>(x.data(), x.shape(0), weight_half, beta, y.data(), y.shape(1));
         else
-            gemm<T>(Trans::No, Trans::Yes, x.shape(0), out_features(), in_features(), T(1), x.data(),
-                    x.shape(1), weight.data(), weight.shape(1), beta, y.data(), y.shape(1));
+            kernels::gemm_nt<T>(x.data(), x.shape(0), weight.data(), out_features(), in_features(), beta, y.data(),
+                                y.shape(1));
         return y;
     }
 };

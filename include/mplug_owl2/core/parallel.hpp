@@ -33,16 +33,18 @@ public:
     void resize(std::size_t threads) {
         stop();
         done_ = false;
+        // New workers wait for the next job, not the last one run before.
         for (std::size_t i = 1; i < std::max<std::size_t>(threads, 1); ++i)
-            workers_.emplace_back([this, i] { work(i); });
+            workers_.emplace_back([this, i, seen = generation_] { work(i, seen); });
     }
 
     // Calls fn(begin, end) on disjoint chunks covering [0, n), one chunk per
     // thread, and returns when all are done. Exceptions are rethrown here.
+    // Called from inside a chunk, it runs the whole range on that thread.
     void parallel_for(std::size_t n, const std::function<void(std::size_t, std::size_t)>& fn) {
         if (n == 0) return;
         const std::size_t parts = std::min(size(), n);
-        if (parts == 1) {
+        if (parts == 1 || in_chunk()) {
             fn(0, n);
             return;
         }
@@ -64,18 +66,25 @@ public:
     }
 
 private:
+    static bool& in_chunk() {
+        thread_local bool inside = false;
+        return inside;
+    }
+
     void run_chunk(std::size_t part) {
         const std::size_t begin = n_ * part / parts_, end = n_ * (part + 1) / parts_;
         try {
+            in_chunk() = true;
             if (begin < end) (*job_)(begin, end);
+            in_chunk() = false;
         } catch (...) {
+            in_chunk() = false;
             std::lock_guard<std::mutex> lock(m_);
             if (!error_) error_ = std::current_exception();
         }
     }
 
-    void work(std::size_t index) {
-        std::size_t seen = 0;
+    void work(std::size_t index, std::size_t seen) {
         for (;;) {
             {
                 std::unique_lock<std::mutex> lock(m_);

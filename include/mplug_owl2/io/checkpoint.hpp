@@ -249,7 +249,7 @@ inline void save_checkpoint(const TensorSource& src, const std::string& dir, Che
     std::set<std::string> grouped;
     for (const auto& g : shards)
         for (const auto& n : g) {
-            if (!src.find(n)) fail("save_checkpoint: tensor ", n, " is not in the source");
+            if (!src.has(n)) fail("save_checkpoint: tensor ", n, " is not in the source");
             if (!grouped.insert(n).second) fail("save_checkpoint: tensor ", n, " is in two shards");
         }
     for (const auto& n : src.names())

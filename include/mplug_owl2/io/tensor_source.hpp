@@ -71,6 +71,8 @@ public:
     virtual std::vector<std::string> names() const = 0;
     virtual const TensorInfo* find(const std::string& name) const = 0;  // nullptr if absent
     virtual std::string origin(const std::string& name) const = 0;      // file holding it
+    // Whether `name` is there, for sources where find() is costly (tensors made on demand).
+    virtual bool has(const std::string& name) const { return find(name) != nullptr; }
 };
 
 // Converts n stored elements of type `from` at `src` into T (float or double,
@@ -133,7 +135,7 @@ public:
     // as for [1, Q, D] parameters).
     template <class T>
     xt::xarray<T> tensor(const std::string& name, const Shape& expected) {
-        const TensorInfo& info = lookup(name);
+        const TensorInfo& info = lookup(name, expected);
         Shape stored = info.shape;
         while (stored.size() > expected.size() && stored.front() == 1) stored.erase(stored.begin());
         if (stored != expected)
@@ -181,7 +183,7 @@ public:
     // The caller passes the matrix on in a HalfMatrix-like holder together
     // with half_owner() to keep the bytes alive.
     const TensorInfo& half_tensor(const std::string& name, std::size_t rows, std::size_t cols) {
-        const TensorInfo& info = lookup(name);
+        const TensorInfo& info = lookup(name, {rows, cols});
         if (info.shape != Shape{rows, cols})
             fail("tensor ", name, " in ", src_.origin(name), ": expected shape ", shape_str({rows, cols}), ", found ",
                  shape_str(info.shape));
@@ -204,9 +206,11 @@ public:
     const TensorSource& source() const { return src_; }
 
 private:
-    const TensorInfo& lookup(const std::string& name) const {
+    const TensorInfo& lookup(const std::string& name, const Shape& expected) const {
         const TensorInfo* info = src_.find(name);
-        if (!info) fail("tensor ", name, ": missing from the checkpoint");
+        if (!info)
+            fail("tensor ", name, ": missing from the checkpoint ", src_.origin(name), " (expected shape ",
+                 shape_str(expected), ")");
         return *info;
     }
 

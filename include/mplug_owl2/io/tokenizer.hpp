@@ -32,12 +32,9 @@
 #include <sentencepiece_processor.h>
 
 #include "../core/error.hpp"
+#include "image_token.hpp"
 
 namespace mplug_owl2 {
-
-// constants.py: the image marker in prompts and the id that stands for it.
-inline constexpr const char* kImageToken = "<|image|>";
-inline constexpr int kImageTokenIndex = -200;
 
 // The fields of tokenizer_config.json and special_tokens_map.json that change
 // how text becomes ids, with LlamaTokenizer's defaults.
@@ -197,7 +194,7 @@ public:
         if (keep_bos) ids.push_back(bos_);
         const std::size_t skip = keep_bos ? 1 : 0;
         for (std::size_t k = 0; k < chunks.size(); ++k) {
-            if (k > 0) ids.push_back(kImageTokenIndex);
+            if (k > 0) ids.push_back(static_cast<int>(kImageTokenIndex));
             if (chunks[k].size() > skip) ids.insert(ids.end(), chunks[k].begin() + static_cast<std::ptrdiff_t>(skip), chunks[k].end());
         }
         return ids;

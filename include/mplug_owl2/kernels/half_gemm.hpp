@@ -1,15 +1,21 @@
 // Fast kernels for products with half-precision weights, tested against the
 // plain path (convert the whole matrix, then gemm):
-//   - few rows (decoding): each weight row is converted and multiplied while
-//     it streams from memory, AVX-512 when the CPU has it, output rows split
-//     over the thread pool; memory bandwidth is the limit.
-//   - many rows (prefill): blocks of weight rows are converted into a
-//     cache-sized float buffer and multiplied with one BLAS GEMM per block.
+//   - few rows (decoding): kernels/gemv.hpp, each weight converted in
+//     registers while it streams from memory (AVX-512 CPUs); memory
+//     bandwidth is the limit.
+//   - a prompt's rows (16 to 512, AVX-512): the transposed product of
+//     kernels/weight_gemm.hpp, yᵀ = W · xᵀ, with x packed once and the
+//     threads taking blocks of 56 weight rows in turn, each converted into
+//     the thread's own float buffer (cache-sized) and multiplied there, so
+//     conversion and products interleave;
+//   - otherwise: blocks of weight rows are converted into a float buffer,
+//     each multiplied as float weights (kernels/weight_gemm.hpp).
 #pragma once
 
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -17,19 +23,17 @@
 #include "../core/gemm.hpp"
 #include "../core/half_matrix.hpp"
 #include "../core/parallel.hpp"
+#include "gemv.hpp"
+#include "sgemm.hpp"
+#include "weight_gemm.hpp"
 
 namespace mplug_owl2 {
 namespace kernels {
 
-inline bool cpu_has_avx512() {
-    static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-    return has;
-}
-
 namespace detail {
 
 // GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512
-// intrinsics (_mm512_setzero_ps, _mm512_reduce_add_ps).
+// intrinsics.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
@@ -47,33 +51,6 @@ __attribute__((target("avx512f,avx512bw"))) inline void to_float_avx512(DType dt
     if (i < n) convert_elements<float>(dt, src + 2 * i, n - i, dst + i);
 }
 
-// y[l, j] (+)= x[l, :] · w[j, :] for j in [j0, j1), l < L ≤ 8.
-__attribute__((target("avx512f,avx512bw"))) inline void rows_dot_avx512(const float* x, std::size_t L,
-                                                                         const HalfMatrix& w, std::size_t j0,
-                                                                         std::size_t j1, float beta, float* y,
-                                                                         std::size_t ldy) {
-    const std::size_t K = w.cols;
-    for (std::size_t j = j0; j < j1; ++j) {
-        const std::uint8_t* wr = w.data + 2 * j * K;
-        __m512 acc[8];
-        for (std::size_t l = 0; l < L; ++l) acc[l] = _mm512_setzero_ps();
-        std::size_t k = 0;
-        for (; k + 16 <= K; k += 16) {
-            const __m512 wv = load16(w.dtype, wr + 2 * k);
-            for (std::size_t l = 0; l < L; ++l) acc[l] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + l * K + k), acc[l]);
-        }
-        float tail[16];
-        const std::size_t rest = K - k;
-        if (rest) convert_elements<float>(w.dtype, wr + 2 * k, rest, tail);
-        for (std::size_t l = 0; l < L; ++l) {
-            float s = _mm512_reduce_add_ps(acc[l]);
-            for (std::size_t t = 0; t < rest; ++t) s += tail[t] * x[l * K + k + t];
-            float& out = y[l * ldy + j];
-            out = beta == 0.f ? s : beta * out + s;
-        }
-    }
-}
-
 #pragma GCC diagnostic pop
 
 }  // namespace detail
@@ -86,6 +63,34 @@ inline void halves_to_float(DType dt, const std::uint8_t* src, std::size_t n, fl
         convert_elements<float>(dt, src, n, dst);
 }
 
+// The transposed product with half weights (see above); needs cpu_has_avx512f().
+inline void gemm_half_transposed(const float* x, std::size_t L, const HalfMatrix& w, float beta, float* y,
+                                 std::size_t ldy, ThreadPool& pool) {
+    const std::size_t N = w.rows, K = w.cols;
+    constexpr std::size_t kRows = 56;  // weight rows per task: 4 of the micro-kernel's 14-row tiles
+    // 1. xᵀ [K, L] packed once, shared by the threads
+    thread_local PackedB x_packed;
+    PackedB& xp = x_packed;  // the caller's, also in the pool's threads
+    xp.pack(true, K, L, x, K, &pool);
+    // 2. yᵀ [N, L], block by block: convert, multiply
+    thread_local std::vector<float> yt_storage;
+    yt_storage.resize(N * L);
+    float* const yt = yt_storage.data();
+    const std::size_t blocks = (N + kRows - 1) / kRows;
+    std::atomic<std::size_t> next{0};
+    pool.parallel_for(pool.size(), [&](std::size_t, std::size_t) {
+        thread_local std::vector<float> rows;  // this thread's converted block
+        rows.resize(kRows * K);
+        for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
+            const std::size_t j0 = b * kRows, nb = std::min(kRows, N - j0);
+            halves_to_float(w.dtype, w.data + 2 * j0 * K, nb * K, rows.data());
+            gemm_packed(false, nb, 1.f, rows.data(), K, xp, 0, xp.panels(), 0.f, yt + j0 * L, L);
+        }
+    });
+    // 3. y = ytᵀ + beta · y
+    add_transposed(yt, L, N, beta, y, ldy, pool);
+}
+
 // y[L, N] = x[L, K] · Wᵀ + beta · y, W half [N, K], y with row stride ldy.
 template <class T>
 void gemm_half_nt(const T* x, std::size_t L, const HalfMatrix& w, T beta, T* y, std::size_t ldy,
@@ -93,29 +98,28 @@ void gemm_half_nt(const T* x, std::size_t L, const HalfMatrix& w, T beta, T* y, 
     const std::size_t N = w.rows, K = w.cols;
     if (L == 0 || N == 0) return;
     if constexpr (std::is_same<T, float>::value) {
-        if (L <= 8 && cpu_has_avx512()) {
-            pool.parallel_for(N, [&](std::size_t j0, std::size_t j1) {
-                detail::rows_dot_avx512(x, L, w, j0, j1, beta, y, ldy);
-            });
-            return;
-        }
+        if (gemv_applies(L)) return gemv_nt(x, L, w, beta, y, ldy, pool);
+        if (transposed_applies(L, N, K)) return gemm_half_transposed(x, L, w, beta, y, ldy, pool);
     }
-    // Blocks of weight rows converted to T (about 4 MB of floats at a time),
-    // each multiplied with one GEMM into its columns of y.
-    const std::size_t block = std::max<std::size_t>(16, (std::size_t(1) << 20) / std::max<std::size_t>(K, 1));
-    std::vector<T> buf(std::min(block, N) * K);
+    // Blocks of 1024 weight rows (or of 1M weights when rows are short)
+    // converted to T, each multiplied into its columns of y: enough rows for
+    // the GEMM to split them over the threads without packing x again.
+    const std::size_t block = std::max<std::size_t>(1024, (std::size_t(1) << 20) / std::max<std::size_t>(K, 1));
+    thread_local std::vector<T> storage;  // the calling thread's, reused from call to call
+    storage.resize(std::min(block, N) * K);
+    T* const buf = storage.data();
     for (std::size_t j0 = 0; j0 < N; j0 += block) {
         const std::size_t nb = std::min(block, N - j0);
         pool.parallel_for(nb, [&](std::size_t r0, std::size_t r1) {
             for (std::size_t r = r0; r < r1; ++r) {
                 const std::uint8_t* src = w.data + 2 * (j0 + r) * K;
                 if constexpr (std::is_same<T, float>::value)
-                    halves_to_float(w.dtype, src, K, buf.data() + r * K);
+                    halves_to_float(w.dtype, src, K, buf + r * K);
                 else
-                    convert_elements<T>(w.dtype, src, K, buf.data() + r * K);
+                    convert_elements<T>(w.dtype, src, K, buf + r * K);
             }
         });
-        gemm<T>(Trans::No, Trans::Yes, L, nb, K, T(1), x, K, buf.data(), K, beta, y + j0, ldy);
+        gemm_nt<T>(x, L, buf, nb, K, beta, y + j0, ldy, pool);
     }
 }
 

@@ -9,14 +9,12 @@
 // (it allocates the merged k/v output with the input's width).
 #pragma once
 
-#include <cmath>
 #include <string>
-#include <vector>
 
-#include "../core/gemm.hpp"
 #include "../core/linear.hpp"
 #include "../io/config.hpp"
-#include "attention_softmax.hpp"
+#include "../kernels/causal_attention.hpp"
+#include "attention_probs.hpp"
 #include "kv_cache.hpp"
 #include "multiway.hpp"
 #include "rotary_embedding.hpp"
@@ -47,14 +45,14 @@ struct Attention {
         rotary_emb.configure(c);
     }
 
-    // x [L, D], the positions after the `cache.keys` ones -> [L, D]. The new
+    // x [L, D], the positions after the cached ones -> [L, D]. The new
     // keys and values are appended to `cache`.
     Matrix<T> forward(const Matrix<T>& x, const ModalityIndicators& indicators, typename KVCache<T>::Layer& cache,
                       const MamRouting& routing, const Hooks<T>& hooks) const {
         const std::size_t L = x.shape(0);
         const std::size_t past = cache.length();
         const std::size_t S = past + L;  // kv_seq_len: keys seen by this call
-        const std::size_t H = num_heads, KVH = num_key_value_heads, hd = head_dim;
+        const std::size_t H = num_heads, hd = head_dim;
 
         // 1. q = q_proj(x) [L, H·hd]; k, v = k_proj_m(x), v_proj_m(x) [L, KVH·hd]
         Matrix<T> q = q_proj.forward(x, hooks);
@@ -69,28 +67,16 @@ struct Attention {
 
         // 3. the cache now holds the keys and values of all S positions
         cache.append(k, v);
-        const T* K = cache.keys.data();    // [S, KVH·hd]
-        const T* V = cache.values.data();  // [S, KVH·hd]
 
         // 4. per head: softmax(q·kᵀ / √hd + causal mask) · v, the softmax in
         //    float32 as the official code does it; query head h reads
-        //    key/value head h / (H / KVH)
+        //    key/value head h / (H / KVH)   [L, H·hd]; when hooks ask for
+        //    them, the probabilities are reported as name.probs [H, L, S]
         Matrix<T> attn = Matrix<T>::from_shape({L, H * hd});
-        Matrix<T> scores = Matrix<T>::from_shape({L, S});
-        std::vector<float> work(S);
-        const T scale = T(std::sqrt(double(hd)));
-        for (std::size_t h = 0; h < H; ++h) {
-            const std::size_t g = h / (H / KVH);
-            gemm<T>(Trans::No, Trans::Yes, L, S, hd, T(1), q.data() + h * hd, H * hd, K + g * hd, KVH * hd, T(0),
-                    scores.data(), S);
-            for (std::size_t i = 0; i < L; ++i) {
-                T* s = &scores(i, 0);
-                for (std::size_t j = 0; j < S; ++j) s[j] /= scale;
-                attention_softmax(s, S, past + i + 1, s, work.data());  // causal: keys 0 .. past+i
-            }
-            gemm<T>(Trans::No, Trans::No, L, hd, S, T(1), scores.data(), S, V + g * hd, KVH * hd, T(0),
-                    attn.data() + h * hd, H * hd);
-        }
+        if (hooks.attention_probs())
+            causal_attention_reporting_probs<T>(q, H, cache, attn, name + ".probs", hooks);
+        else
+            kernels::causal_attention<T>(q, H, cache, attn);
 
         // 5. o_proj
         Matrix<T> y = o_proj.forward(attn, hooks);

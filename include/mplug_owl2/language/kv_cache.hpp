@@ -1,8 +1,15 @@
 // The key/value cache of the decoder (the official `past_key_values`): per
 // layer, the keys (after RoPE) and values of every position processed so far,
 // so that a decoding step computes only its new position.
+//
+// Laid out for the decoding step, which reads every cached key and value of
+// a head once per token: each key/value head owns one block of `capacity`
+// rows, so its keys [length, head_dim] are contiguous (as are its values),
+// and appending a position writes into room reserved beforehand
+// (`reserve`, or doubling when full) instead of moving the cache.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -13,18 +20,47 @@ namespace mplug_owl2 {
 template <class T>
 struct KVCache {
     struct Layer {
-        std::size_t width = 0;  // num_key_value_heads · head_dim
-        std::vector<T> keys;    // [length, width], row-major, rotated
-        std::vector<T> values;  // [length, width]
+        std::size_t heads = 0, head_dim = 0;  // key/value heads, their dimension
+        std::size_t capacity = 0;             // rows of room per head
+        std::size_t used = 0;                 // positions held
+        std::vector<T> keys;    // [heads, capacity, head_dim], rotated
+        std::vector<T> values;  // [heads, capacity, head_dim]
 
-        std::size_t length() const { return width ? keys.size() / width : 0; }
+        std::size_t length() const { return used; }
+        std::size_t width() const { return heads * head_dim; }
 
-        // Appends the rows of k and v [n, width].
+        // Head g's keys and values, [length, head_dim] row-major.
+        const T* keys_of(std::size_t g) const { return keys.data() + g * capacity * head_dim; }
+        const T* values_of(std::size_t g) const { return values.data() + g * capacity * head_dim; }
+
+        // Room for `positions` positions without moving the cache again.
+        void reserve(std::size_t positions) {
+            if (positions <= capacity) return;
+            std::vector<T> k(heads * positions * head_dim), v(heads * positions * head_dim);
+            for (std::size_t g = 0; g < heads; ++g) {
+                std::copy_n(keys_of(g), used * head_dim, k.data() + g * positions * head_dim);
+                std::copy_n(values_of(g), used * head_dim, v.data() + g * positions * head_dim);
+            }
+            keys.swap(k);
+            values.swap(v);
+            capacity = positions;
+        }
+
+        // Appends the rows of k and v [n, heads·head_dim] (head g in columns
+        // g·head_dim ..), each head's part to its own block.
         void append(const Matrix<T>& k, const Matrix<T>& v) {
-            check_cols(k, width, "key/value cache: keys");
-            check_cols(v, width, "key/value cache: values");
-            keys.insert(keys.end(), k.begin(), k.end());
-            values.insert(values.end(), v.begin(), v.end());
+            check_cols(k, width(), "key/value cache: keys");
+            check_cols(v, width(), "key/value cache: values");
+            const std::size_t n = k.shape(0);
+            if (v.shape(0) != n) fail("key/value cache: ", n, " key rows but ", v.shape(0), " value rows");
+            if (used + n > capacity) reserve(std::max(used + n, 2 * capacity));
+            for (std::size_t i = 0; i < n; ++i)
+                for (std::size_t g = 0; g < heads; ++g) {
+                    const std::size_t at = (g * capacity + used + i) * head_dim;
+                    std::copy_n(&k(i, g * head_dim), head_dim, keys.data() + at);
+                    std::copy_n(&v(i, g * head_dim), head_dim, values.data() + at);
+                }
+            used += n;
         }
     };
 
@@ -32,16 +68,21 @@ struct KVCache {
     std::size_t length = 0;  // positions held (the official past_key_values_length)
 
     KVCache() = default;
-    KVCache(std::size_t num_layers, std::size_t width) : layers(num_layers) {
-        for (auto& l : layers) l.width = width;
+    KVCache(std::size_t num_layers, std::size_t kv_heads, std::size_t head_dim) : layers(num_layers) {
+        for (auto& l : layers) {
+            l.heads = kv_heads;
+            l.head_dim = head_dim;
+        }
+    }
+
+    // Room for `positions` positions in every layer (e.g. prompt + tokens to generate).
+    void reserve(std::size_t positions) {
+        for (auto& l : layers) l.reserve(positions);
     }
 
     void clear() {
         length = 0;
-        for (auto& l : layers) {
-            l.keys.clear();
-            l.values.clear();
-        }
+        for (auto& l : layers) l.used = 0;
     }
 };
 

@@ -43,7 +43,8 @@ struct LlamaModel {
 
     // An empty cache for this decoder.
     KVCache<T> new_cache() const {
-        return KVCache<T>(layers.size(), static_cast<std::size_t>(config.num_key_value_heads * config.head_dim()));
+        return KVCache<T>(layers.size(), static_cast<std::size_t>(config.num_key_value_heads),
+                          static_cast<std::size_t>(config.head_dim()));
     }
 
     // inputs_embeds [L, D] of the positions after the cache's, one modality

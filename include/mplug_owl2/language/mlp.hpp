@@ -12,6 +12,7 @@
 #include "../core/activations.hpp"
 #include "../core/linear.hpp"
 #include "../io/config.hpp"
+#include "../kernels/activations.hpp"
 
 namespace mplug_owl2 {
 
@@ -22,9 +23,11 @@ struct MLP {
     Linear<T> up_proj;    // [I, D]
     Linear<T> down_proj;  // [D, I]
     Activation act_fn = Activation::SiLU;
+    std::string act_fn_name;  // model.layers.i.mlp.act_fn, the official activation module
 
     void load(WeightLoader& w, const TextConfig& c, const std::string& path) {
         name = path;
+        act_fn_name = path + ".act_fn";
         const auto D = static_cast<std::size_t>(c.hidden_size), I = static_cast<std::size_t>(c.intermediate_size);
         gate_proj.load(w, path + ".gate_proj", D, I, false);
         up_proj.load(w, path + ".up_proj", D, I, false);
@@ -38,7 +41,8 @@ struct MLP {
         Matrix<T> gate = gate_proj.forward(x, hooks);
         const Matrix<T> up = up_proj.forward(x, hooks);
         // 2. act(gate) * up
-        activate_inplace(act_fn, gate);
+        kernels::activate_inplace(act_fn, gate);
+        hooks.report(act_fn_name, gate);
         gate *= up;
         // 3. down_proj   [L, D]
         Matrix<T> y = down_proj.forward(gate, hooks);

@@ -144,17 +144,21 @@ struct Multiway {
                 fail(name, ": modality indicator ", indicators[i], " at position ", i, ", expected 0 or 1");
             rows[routing.route(indicators[i], part, layer)].push_back(i);
         }
-        // 2. each copy computes its own rows, scattered back in position order
+        // 2. each copy computes its own rows, reported under the copy's name
+        //    (…multiway.m, [rows, out]), scattered back in position order
         //    (when every position takes one route, that copy runs on x as is)
         Matrix<T> y;
         if (rows[0].size() == L || rows[1].size() == L) {
-            y = multiway_detail::compute(multiway[rows[0].size() == L ? 0 : 1], x);
+            const std::size_t m = rows[0].size() == L ? 0 : 1;
+            y = multiway_detail::compute(multiway[m], x);
+            hooks.report(multiway[m].name, y);
         } else {
             for (std::size_t m = 0; m < 2; ++m) {
                 Matrix<T> part_in = Matrix<T>::from_shape({rows[m].size(), x.shape(1)});
                 for (std::size_t r = 0; r < rows[m].size(); ++r)
                     std::copy(&x(rows[m][r], 0), &x(rows[m][r], 0) + x.shape(1), &part_in(r, 0));
-                const Matrix<T> part_out = multiway_detail::compute(multiway[m], part_in);
+                Matrix<T> part_out = multiway_detail::compute(multiway[m], part_in);
+                hooks.report(multiway[m].name, part_out);
                 if (m == 0) y = Matrix<T>::from_shape({L, part_out.shape(1)});
                 for (std::size_t r = 0; r < rows[m].size(); ++r)
                     std::copy(&part_out(r, 0), &part_out(r, 0) + part_out.shape(1), &y(rows[m][r], 0));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "../core/tensor.hpp"
@@ -16,12 +17,16 @@ struct GenerationConfig {
     bool stop_at_eos = true;                 // stop once an end-of-sequence id is chosen
     std::vector<std::int64_t> eos_token_ids;  // empty: config.json's eos_token_id (an id or a list)
     SamplingConfig sampling;                 // greedy unless sampling.do_sample
+    // Called with each chosen id as soon as it is chosen (streaming, stop
+    // strings, timing); returning false ends generation after that id.
+    std::function<bool(std::int64_t)> on_token;
 };
 
 enum class StopReason {
     Budget,       // max_new_tokens ids chosen
     Eos,          // an end-of-sequence id was chosen (it is the last id)
     ContextFull,  // the sequence reached the most positions the config allows
+    Stopped,      // on_token asked to stop (it is the last id)
 };
 
 inline const char* stop_reason_name(StopReason r) {
@@ -29,6 +34,7 @@ inline const char* stop_reason_name(StopReason r) {
         case StopReason::Budget: return "budget";
         case StopReason::Eos: return "eos";
         case StopReason::ContextFull: return "context full";
+        case StopReason::Stopped: return "stopped";
     }
     return "?";
 }

@@ -1,20 +1,53 @@
-// Loading the whole model: config.json plus the weights, from any
-// TensorSource (a safetensors file, or whatever other checkpoint layout a
-// TensorSource reads). Every tensor a module needs must be there with its
-// exact shape (errors name the tensor, the file and both shapes); tensors no
-// module reads are listed in `unused_tensors` (the published checkpoint
-// stores e.g. each layer's rotary_emb.inv_freq, which is recomputed).
+// Loading the whole model: config.json plus the weights, from a checkpoint
+// folder in any of its four layouts (io/checkpoint.hpp: the release's fp16
+// pytorch_model-000NN-of-00033.bin shards, sharded or single safetensors, a
+// single pytorch_model.bin) or from any TensorSource. Every tensor a module
+// needs must be there with its exact shape (errors name the tensor, the file
+// and both shapes); tensors no module reads are listed in `unused_tensors`
+// for the caller to report (the release stores e.g. each layer's
+// rotary_emb.inv_freq, which is recomputed).
+//
+// Weights. With float compute, matrices stored in fp16/bf16 stay in half
+// precision by default: the Linear layers and the embedding table point
+// into the memory-mapped checkpoint (no copy), and every one of them keeps
+// the checkpoint open through a shared_ptr, so the 7B release (~16.5 GB of
+// fp16) runs in about that much memory. Everything else (norms, biases,
+// position tables, fp32 checkpoints) is converted to the compute type on
+// load, and the checkpoint is closed once nothing points into it. With
+// `keep_half_precision` false, or with double compute, every tensor is
+// converted.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <type_traits>
 
+#include "../io/checkpoint.hpp"
 #include "../io/config.hpp"
-#include "../io/safetensors.hpp"
 #include "../io/tensor_source.hpp"
 #include "mplug_owl2_model.hpp"
 
 namespace mplug_owl2 {
 
+struct LoadOptions {
+    // Float compute only: fp16/bf16 matrices stay as stored, converted where
+    // they are multiplied (kernels/half_gemm.hpp) or looked up (embeddings).
+    bool keep_half_precision = true;
+};
+
+// From a source the model may keep pointing into.
+template <class T>
+MplugOwl2LlamaForCausalLM<T> load_model(std::shared_ptr<const TensorSource> weights, const ModelConfig& config,
+                                        const LoadOptions& options = {}) {
+    WeightLoader w(*weights);
+    if (std::is_same<T, float>::value && options.keep_half_precision) w.keep_half_precision(weights);
+    MplugOwl2LlamaForCausalLM<T> m;
+    m.load(w, config);
+    return m;
+}
+
+// From a source that the caller keeps alive for the model's lifetime (or
+// that holds no half-precision matrices): every tensor converted.
 template <class T>
 MplugOwl2LlamaForCausalLM<T> load_model(const TensorSource& weights, const ModelConfig& config) {
     MplugOwl2LlamaForCausalLM<T> m;
@@ -22,12 +55,11 @@ MplugOwl2LlamaForCausalLM<T> load_model(const TensorSource& weights, const Model
     return m;
 }
 
-// dir/config.json and dir/model.safetensors.
+// A checkpoint folder: dir/config.json and the weights in any layout.
 template <class T>
-MplugOwl2LlamaForCausalLM<T> load_model(const std::string& dir) {
+MplugOwl2LlamaForCausalLM<T> load_model(const std::string& dir, const LoadOptions& options = {}) {
     const ModelConfig config = load_config(dir + "/config.json");
-    const SafetensorsFile weights(dir + "/model.safetensors");
-    return load_model<T>(weights, config);
+    return load_model<T>(std::shared_ptr<const TensorSource>(open_checkpoint(dir)), config, options);
 }
 
 }  // namespace mplug_owl2

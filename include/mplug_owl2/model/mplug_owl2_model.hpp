@@ -96,6 +96,12 @@ struct MplugOwl2LlamaForCausalLM {
         return logits_of(in.inputs_embeds, in.modality_indicators, cache, hooks);
     }
 
+    // The prefill for generation, which reads only the last position's
+    // logits: lm_head on that row alone -> logits [1, V].
+    Matrix<T> prefill(const PreparedInputs<T>& in, KVCache<T>& cache, const Hooks<T>& hooks) const {
+        return logits_of(in.inputs_embeds, in.modality_indicators, cache, hooks, /*last_row_only=*/true);
+    }
+
     // One decoding step: `token` (a text position) after the cache -> logits [1, V].
     Matrix<T> decode_step(std::int64_t token, KVCache<T>& cache, const Hooks<T>& hooks) const {
         const Matrix<T> embeds = model.embed_tokens.forward({token}, hooks);
@@ -105,7 +111,8 @@ struct MplugOwl2LlamaForCausalLM {
     // Generation after a prefill whose logits are `prompt_logits`: choose an
     // id from the last row, then repeatedly feed the last id through the
     // cache and choose the next from its logits, until the budget, an
-    // end-of-sequence id (when stopping at one) or the position limit.
+    // end-of-sequence id (when stopping at one), on_token's request or the
+    // position limit.
     Generation<T> generate(const Matrix<T>& prompt_logits, KVCache<T>& cache, const GenerationConfig& g,
                            const Hooks<T>& hooks) const {
         const std::size_t V = prompt_logits.shape(1);
@@ -117,8 +124,13 @@ struct MplugOwl2LlamaForCausalLM {
         std::int64_t next = sampler.pick(&prompt_logits(prompt_logits.shape(0) - 1, 0), V);
         for (std::size_t i = 0; i < g.max_new_tokens; ++i) {
             out.ids.push_back(next);
+            const bool go_on = !g.on_token || g.on_token(next);
             if (g.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
                 out.stop = StopReason::Eos;
+                break;
+            }
+            if (!go_on) {
+                out.stop = StopReason::Stopped;
                 break;
             }
             if (cache.length >= max_positions(config.text)) {
@@ -140,15 +152,18 @@ struct MplugOwl2LlamaForCausalLM {
         check_prompt(ids, pixels.shape(0), static_cast<std::size_t>(config.text.vocab_size));
         KVCache<T> cache = new_cache();
         const PreparedInputs<T> in = prepare_inputs(ids, encode_images(pixels, hooks), hooks);
-        return generate(forward(in, cache, hooks), cache, g, hooks);
+        cache.reserve(std::min(in.inputs_embeds.shape(0) + g.max_new_tokens, max_positions(config.text)));
+        return generate(prefill(in, cache, hooks), cache, g, hooks);
     }
 
 private:
     Matrix<T> logits_of(const Matrix<T>& embeds, const ModalityIndicators& indicators, KVCache<T>& cache,
-                        const Hooks<T>& hooks) const {
+                        const Hooks<T>& hooks, bool last_row_only = false) const {
         // 1. the decoder: layers, then the final norm   [L, D]
-        const Matrix<T> hidden = model.forward(embeds, indicators, cache, hooks);
-        // 2. lm_head   [L, V]
+        Matrix<T> hidden = model.forward(embeds, indicators, cache, hooks);
+        if (last_row_only && hidden.shape(0) > 1)
+            hidden = xt::view(hidden, xt::range(hidden.shape(0) - 1, hidden.shape(0)), xt::all());
+        // 2. lm_head   [L, V], or [1, V] on the last row alone
         Matrix<T> logits = lm_head.forward(hidden, hooks);
         hooks.report("logits", logits);
         return logits;

@@ -18,12 +18,11 @@
 
 #include "../core/error.hpp"
 #include "../core/hooks.hpp"
+#include "../io/image_token.hpp"
 #include "../language/embedding.hpp"
 #include "../language/multiway.hpp"
 
 namespace mplug_owl2 {
-
-constexpr std::int64_t kImageTokenIndex = -200;  // <|image|>
 
 template <class T>
 struct PreparedInputs {
@@ -66,7 +65,7 @@ PreparedInputs<T> prepare_inputs_for_multimodal(const std::vector<std::int64_t>&
                                                 const std::vector<Matrix<T>>& image_features,
                                                 const Embedding<T>& embed_tokens, const Hooks<T>& hooks) {
     check_prompt(ids, image_features.size(), embed_tokens.vocab_size());
-    const std::size_t D = embed_tokens.weight.shape(1);
+    const std::size_t D = embed_tokens.dim();
     for (std::size_t n = 0; n < image_features.size(); ++n)
         check_cols(image_features[n], D, "image " + std::to_string(n) + " features");
 

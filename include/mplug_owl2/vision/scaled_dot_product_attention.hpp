@@ -1,13 +1,16 @@
-// softmax(scale · q·kᵀ) · v for one head of one image, without a mask: the
-// attention both the vision encoder and the abstractor compute per head.
-// q, k, v and out are row-major blocks inside wider matrices (leading
-// dimensions ldq, ldk, ldv, ldo), so a head is read where the projection
-// left it and written where the output projection expects it.
+// softmax(scale · q·kᵀ) · v without a mask: the attention both the vision
+// encoder and the abstractor compute, per head of one image. q, k, v and out
+// are row-major blocks inside wider matrices (leading dimensions ldq, ldk,
+// ldv, ldo), so a head is read where the projection left it and written
+// where the output projection expects it. This is the plain path;
+// kernels/attention.hpp runs all heads at once, faster, behind the same
+// multi_head_attention interface.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <vector>
 
 #include "../core/gemm.hpp"
 
@@ -34,6 +37,27 @@ void scaled_dot_product_attention(std::size_t Lq, std::size_t Lk, std::size_t hd
     }
     // 3. out = probabilities · v   [Lq, hd]
     gemm<T>(Trans::No, Trans::No, Lq, hd, Lk, T(1), scores, Lk, v, ldv, T(0), out, ldo);
+}
+
+// The heads of one row-major matrix: head h of row i starts at
+// data + i·ld + h·head_step (head_step = head_dim when the heads are side by
+// side, 3·head_dim for the vision encoder's fused [q, k, v] per head).
+template <class P>
+struct Heads {
+    P* data;
+    std::size_t ld, head_step;
+    P* head(std::size_t h) const { return data + h * head_step; }
+};
+
+// Every head h: out_h [Lq, hd] = softmax(scale · q_h·k_hᵀ) · v_h, one head
+// after the other.
+template <class T>
+void multi_head_attention(std::size_t num_heads, std::size_t Lq, std::size_t Lk, std::size_t hd, T scale,
+                          Heads<const T> q, Heads<const T> k, Heads<const T> v, Heads<T> out) {
+    std::vector<T> scores(Lq * Lk);
+    for (std::size_t h = 0; h < num_heads; ++h)
+        scaled_dot_product_attention<T>(Lq, Lk, hd, scale, q.head(h), q.ld, k.head(h), k.ld, v.head(h), v.ld,
+                                        out.head(h), out.ld, scores.data());
 }
 
 }  // namespace mplug_owl2

@@ -10,8 +10,8 @@
 
 #include "../core/linear.hpp"
 #include "../io/config.hpp"
+#include "../kernels/attention.hpp"
 #include "image_batch.hpp"
-#include "scaled_dot_product_attention.hpp"
 
 namespace mplug_owl2 {
 
@@ -42,14 +42,12 @@ struct VisionAttention {
 
         // 2. per image and head: softmax(q·kᵀ · hd^−½) · v   [N·L, D], head h at columns hd·h
         Matrix<T> context = Matrix<T>::from_shape({x.shape(0), D});
-        Matrix<T> scores = Matrix<T>::from_shape({L, L});
         const T scale = T(1) / std::sqrt(T(hd));
-        for (std::size_t n = 0; n < n_images; ++n)
-            for (std::size_t h = 0; h < H; ++h) {
-                const T* qkv = &mixed(n * L, 3 * hd * h);
-                scaled_dot_product_attention<T>(L, L, hd, scale, qkv, 3 * D, qkv + hd, 3 * D, qkv + 2 * hd, 3 * D,
-                                                &context(n * L, hd * h), D, scores.data());
-            }
+        for (std::size_t n = 0; n < n_images; ++n) {
+            const T* qkv = &mixed(n * L, 0);
+            kernels::multi_head_attention<T>(H, L, L, hd, scale, {qkv, 3 * D, 3 * hd}, {qkv + hd, 3 * D, 3 * hd},
+                                             {qkv + 2 * hd, 3 * D, 3 * hd}, {&context(n * L, 0), D, hd});
+        }
 
         // 3. dense   [N·L, D]
         const Shape shape = image_batch_shape(n_images, L, D);

@@ -5,9 +5,9 @@
 
 #include <string>
 
-#include "../core/activations.hpp"
 #include "../core/linear.hpp"
 #include "../io/config.hpp"
+#include "../kernels/activations.hpp"
 #include "image_batch.hpp"
 
 namespace mplug_owl2 {
@@ -36,7 +36,7 @@ struct VisionMLP {
         // 1. fc1   [N·L, I]
         Matrix<T> h = fc1.forward(x, hooks, image_batch_shape(n_images, L, I));
         // 2. activation
-        activate_inplace(activation_fn, h);
+        kernels::activate_inplace(activation_fn, h);
         hooks.report(activation_fn_name, h, image_batch_shape(n_images, L, I));
         // 3. fc2   [N·L, D]
         const Shape shape = image_batch_shape(n_images, L, D);

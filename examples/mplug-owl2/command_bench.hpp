@@ -1,0 +1,375 @@
+// `mplug-owl2 bench`: the whole model at the release widths (vision 1024
+// wide, 16 heads, MLP 4096, 448 px / patch 14; abstractor 64 queries, 16
+// heads, MLP 2816; decoder 4096 wide, 32 heads, MLP 11008, vocab 32000) on
+// random weights held in memory, at chosen depths, float32 compute. One
+// image plus --text prompt tokens go through the prefill (image encoding,
+// splicing, the decoder, lm_head on the last position), then --decode tokens
+// through the key/value cache, exactly as generation runs them.
+//
+// Next to the stage times it measures, in the same run, what bounds them:
+//   - the GFLOP/s of a plain float product of the vision MLP's shape
+//     ([1025, 1024] · [1024, 4096]), once through OpenBLAS's cblas_sgemm and
+//     once through the library's gemm<float> (which takes the AVX-512 kernel
+//     where it is faster): compute-bound stages are compared with the faster;
+//   - the memory bandwidth of a streaming read of 1 GiB over the threads:
+//     decoding reads every weight once per token, so its floor is
+//     bytes read per token / bandwidth.
+// Every stage runs --repeat times after one warm-up run; each figure is the
+// best of those runs.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cblas.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mplug_owl2/core/parallel.hpp"
+#include "mplug_owl2/io/synthetic.hpp"
+#include "mplug_owl2/model/mplug_owl2_model.hpp"
+
+namespace cli {
+
+struct BenchOptions {
+    int vision_layers = 2, abstractor_layers = 1, llm_layers = 2;
+    int text = 24, decode = 8;
+    int threads = static_cast<int>(mplug_owl2::ThreadPool::default_threads());
+    int repeat = 2;
+    std::string weights = "f32";
+    bool json = false;
+};
+
+namespace bench_detail {
+
+using Clock = std::chrono::steady_clock;
+
+inline double elapsed_s(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// 2·M·N·K
+inline double gemm_flops(double M, double N, double K) { return 2.0 * M * N * K; }
+
+// Bytes of a Linear's weight as stored.
+template <class T>
+double weight_bytes(const mplug_owl2::Linear<T>& l) {
+    return l.weight_half.empty() ? double(l.weight.size() * sizeof(T)) : double(l.weight_half.bytes());
+}
+
+// Sum of n 64-bit words: the loads are what is timed.
+__attribute__((target("avx512f"))) inline std::uint64_t read_avx512(const std::uint64_t* p, std::size_t n) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + i));
+        a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + i + 8));
+        a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + i + 16));
+        a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + i + 24));
+    }
+    alignas(64) std::uint64_t lanes[8];
+    _mm512_store_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+    std::uint64_t s = 0;
+    for (auto l : lanes) s += l;
+    for (; i < n; ++i) s += p[i];
+    return s;
+}
+
+inline std::uint64_t read_words(const std::uint64_t* p, std::size_t n) {
+    if (__builtin_cpu_supports("avx512f")) return read_avx512(p, n);
+    std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    std::size_t i = 0;
+    for (; i + 4 <= n; i += 4) s0 += p[i], s1 += p[i + 1], s2 += p[i + 2], s3 += p[i + 3];
+    for (; i < n; ++i) s0 += p[i];
+    return s0 + s1 + s2 + s3;
+}
+
+// A streaming read of `bytes` (one slice per thread of the pool): GB/s.
+class ReadBandwidth {
+public:
+    explicit ReadBandwidth(std::size_t bytes)
+        : words_(bytes / 64 * 8), buf_(static_cast<std::uint64_t*>(std::aligned_alloc(64, words_ * 8)), std::free) {
+        if (!buf_) mplug_owl2::fail("bench: cannot allocate ", bytes, " bytes for the bandwidth test");
+        std::uint64_t* p = buf_.get();  // every page touched before timing
+        mplug_owl2::thread_pool().parallel_for(words_, [&](std::size_t b, std::size_t e) {
+            for (std::size_t i = b; i < e; ++i) p[i] = i;
+        });
+    }
+
+    double measure() {
+        constexpr std::size_t slices = 64;  // of whole 64-byte lines
+        std::vector<std::uint64_t> part(slices);
+        const std::uint64_t* p = buf_.get();
+        const auto t0 = Clock::now();
+        mplug_owl2::thread_pool().parallel_for(slices, [&](std::size_t s0, std::size_t s1) {
+            for (std::size_t s = s0; s < s1; ++s) {
+                const std::size_t b = words_ * s / slices / 8 * 8, e = words_ * (s + 1) / slices / 8 * 8;
+                part[s] = read_words(p + b, e - b);
+            }
+        });
+        const double t = elapsed_s(t0);
+        for (auto x : part) sink_ += x;  // keeps the reads
+        return double(words_ * 8) / t * 1e-9;
+    }
+    std::uint64_t sink() const { return sink_; }
+
+private:
+    std::size_t words_;
+    std::unique_ptr<std::uint64_t[], void (*)(void*)> buf_;
+    std::uint64_t sink_ = 0;
+};
+
+// C[M, N] = A[M, K] · B[N, K]ᵀ through cblas_sgemm or gemm<float>: GFLOP/s.
+class SgemmRate {
+public:
+    SgemmRate(std::size_t M, std::size_t N, std::size_t K)
+        : M_(M), N_(N), K_(K), a_(mplug_owl2::Matrix<float>::from_shape({M, K})),
+          b_(mplug_owl2::Matrix<float>::from_shape({N, K})), c_(mplug_owl2::Matrix<float>::from_shape({M, N})) {
+        std::mt19937 rng(3);
+        std::normal_distribution<float> normal(0.f, 1.f);
+        for (auto& v : a_) v = normal(rng);
+        for (auto& v : b_) v = normal(rng);
+    }
+
+    double measure(bool through_openblas) {
+        using namespace mplug_owl2;
+        const auto t0 = Clock::now();
+        if (through_openblas)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(M_), static_cast<blasint>(N_),
+                        static_cast<blasint>(K_), 1.f, a_.data(), static_cast<blasint>(K_), b_.data(),
+                        static_cast<blasint>(K_), 0.f, c_.data(), static_cast<blasint>(N_));
+        else
+            gemm<float>(Trans::No, Trans::Yes, M_, N_, K_, 1.f, a_.data(), K_, b_.data(), K_, 0.f, c_.data(), N_);
+        return gemm_flops(double(M_), double(N_), double(K_)) / elapsed_s(t0) * 1e-9;
+    }
+
+private:
+    std::size_t M_, N_, K_;
+    mplug_owl2::Matrix<float> a_, b_, c_;
+};
+
+// Floating-point operations of the vision encoder (patch embedding and every
+// layer's products, attention's q·kᵀ and p·v included) for one image.
+inline double vision_flops(const mplug_owl2::VisionConfig& c) {
+    const double L = c.seq_len(), G = c.num_patches(), D = c.hidden_size, I = c.intermediate_size;
+    const double P = c.patch_size;
+    const double layer = gemm_flops(L, 3 * D, D) + 2 * gemm_flops(L, L, D) + gemm_flops(L, D, D) +
+                         gemm_flops(L, I, D) + gemm_flops(L, D, I);
+    return gemm_flops(G, D, 3 * P * P) + c.num_hidden_layers * layer;
+}
+
+// ... of the abstractor for one image (its layers and visual_fc).
+inline double abstractor_flops(const mplug_owl2::ModelConfig& c) {
+    const double Q = c.abstractor.num_learnable_queries, A = c.abstractor.hidden_size;
+    const double AI = c.abstractor.intermediate_size, E = c.abstractor.encoder_hidden_size;
+    const double K = Q + c.vision.seq_len(), H = c.text.hidden_size;
+    const double layer = gemm_flops(Q, A, A) + 2 * gemm_flops(K, A, E) + 2 * gemm_flops(Q, K, A) +
+                         gemm_flops(Q, A, A) + 2 * gemm_flops(Q, AI, A) + gemm_flops(Q, A, AI);
+    return c.abstractor.num_hidden_layers * layer + gemm_flops(Q + 1, H, A);
+}
+
+// ... of the decoder over L new positions after `past` cached ones, the
+// attention counted over every key of the causal window, plus lm_head on
+// `head_rows` rows.
+inline double decoder_flops(const mplug_owl2::TextConfig& c, double L, double past, double head_rows) {
+    const double D = c.hidden_size, I = c.intermediate_size, hd = c.head_dim();
+    const double H = c.num_attention_heads, KV = double(c.num_key_value_heads) * hd;
+    const double keys = L * past + L * (L + 1) / 2;  // query-key pairs inside the causal window
+    const double layer = gemm_flops(L, D, H * hd) + 2 * gemm_flops(L, KV, D) + gemm_flops(L, D, H * hd) +
+                         2 * 2 * keys * hd * H + 3 * gemm_flops(L, I, D);
+    return c.num_hidden_layers * layer + gemm_flops(head_rows, c.vocab_size, D);
+}
+
+// Bytes one decoding step reads with `past` positions cached: every weight a
+// text position meets (the text copy of each multiway module), the cached
+// keys and values, one row of the embedding table, lm_head.
+template <class T>
+double decode_bytes(const mplug_owl2::MplugOwl2LlamaForCausalLM<T>& m, double past) {
+    const auto& lm = m.model;
+    const double D = lm.config.hidden_size, kv = double(lm.config.num_key_value_heads) * lm.config.head_dim();
+    double b = 0;
+    for (const auto& layer : lm.layers) {
+        const auto& a = layer.self_attn;
+        b += weight_bytes(a.q_proj) + weight_bytes(a.k_proj.multiway[0]) + weight_bytes(a.v_proj.multiway[0]) +
+             weight_bytes(a.o_proj);
+        b += weight_bytes(layer.mlp.gate_proj) + weight_bytes(layer.mlp.up_proj) + weight_bytes(layer.mlp.down_proj);
+        b += 2 * D * sizeof(T);                    // the two RMSNorm gains
+        b += 2 * (past + 1) * kv * sizeof(T);      // keys and values of every position
+    }
+    const auto& e = lm.embed_tokens;
+    b += D * (e.weight_half.empty() ? double(sizeof(T)) : 2.0);  // one embedding row
+    b += D * sizeof(T) + weight_bytes(m.lm_head);               // final norm, lm_head
+    return b;
+}
+
+// Best (least time, most rate) over the runs.
+struct Figures {
+    double vision_s = 1e30, abstractor_s = 1e30, prefill_decoder_s = 1e30, prefill_total_s = 1e30;
+    double decode_per_token_s = 1e30;
+    double sgemm_openblas = 0, sgemm_gemm = 0, bandwidth = 0;
+};
+
+}  // namespace bench_detail
+
+inline void run_bench(const BenchOptions& o) {
+    using namespace mplug_owl2;
+    using namespace bench_detail;
+    if (o.vision_layers < 0 || o.abstractor_layers < 0 || o.llm_layers < 0)
+        fail("bench: layer counts must not be negative");
+    if (o.text < 1) fail("bench: --text must be at least 1 (the BOS token)");
+    if (o.decode < 1) fail("bench: --decode must be at least 1");
+    if (o.threads < 1) fail("bench: --threads must be at least 1");
+    if (o.repeat < 1) fail("bench: --repeat must be at least 1");
+
+    // 1. threads: OpenBLAS's and the pool's (the two never run at once)
+    openblas_set_num_threads(o.threads);
+    thread_pool().resize(static_cast<std::size_t>(o.threads));
+
+    // 2. the model at the release widths and the chosen depths, random weights
+    ModelConfig cfg;
+    cfg.vision.num_hidden_layers = o.vision_layers;
+    cfg.abstractor.num_hidden_layers = o.abstractor_layers;
+    cfg.text.num_hidden_layers = o.llm_layers;
+    const DType dtype = o.weights == "bf16" ? DType::BF16 : o.weights == "fp16" ? DType::F16 : DType::F32;
+    MplugOwl2LlamaForCausalLM<float> model;
+    {
+        const auto t0 = Clock::now();
+        const auto source = synthetic_checkpoint(cfg, dtype, 1);
+        WeightLoader w(*source);
+        if (dtype != DType::F32) w.keep_half_precision(source);  // the model keeps the source alive
+        model.load(w, cfg);
+        std::cerr << "model built in " << elapsed_s(t0) << " s\n";
+    }
+
+    // 3. one image of random normalised pixels; the prompt: BOS, the image,
+    //    then text - 1 random ids
+    const auto S = static_cast<std::size_t>(cfg.vision.image_size);
+    xt::xtensor<float, 4> pixels = xt::xtensor<float, 4>::from_shape({1, 3, S, S});
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (auto& p : pixels) p = normal(rng);
+    std::vector<std::int64_t> ids = {cfg.text.bos_token_id, kImageTokenIndex};
+    std::uniform_int_distribution<std::int64_t> token(3, cfg.text.vocab_size - 1);
+    for (int i = 1; i < o.text; ++i) ids.push_back(token(rng));
+
+    // 4. the stage boundaries, taken when the vision tower and the
+    //    abstractor report their outputs
+    Hooks<float> hooks;
+    Clock::time_point vision_done, abstractor_done;
+    hooks.add([&](const std::string& name, Matrix<float>&, const Shape&) {
+        if (name == "model.vision_model") vision_done = Clock::now();
+        if (name == "model.visual_abstractor") abstractor_done = Clock::now();
+    });
+
+    // 5. prefill and decoding, as generation runs them, each run followed by
+    //    the bounds (a plain product of the vision MLP's shape, a streaming
+    //    read of 1 GiB), so that all share the machine's state of the
+    //    moment; best of the runs after a warm-up
+    const std::size_t VL = cfg.vision.seq_len(), VD = cfg.vision.hidden_size, VI = cfg.vision.intermediate_size;
+    SgemmRate sgemm(VL, VI, VD);
+    ReadBandwidth read(std::size_t(1) << 30);
+    Figures f;
+    std::size_t prompt_positions = 0;
+    for (int r = 0; r < o.repeat + 1; ++r) {
+        const auto t0 = Clock::now();
+        const PreparedInputs<float> in = model.prepare_inputs(ids, model.encode_images(pixels, hooks), hooks);
+        KVCache<float> cache = model.new_cache();
+        cache.reserve(in.inputs_embeds.shape(0) + static_cast<std::size_t>(o.decode));
+        const Matrix<float> logits = model.prefill(in, cache, hooks);
+        const auto t1 = Clock::now();
+        GenerationConfig g;
+        g.max_new_tokens = static_cast<std::size_t>(o.decode);
+        g.stop_at_eos = false;
+        const Generation<float> gen = model.generate(logits, cache, g, hooks);
+        const double decode_s = elapsed_s(t1);
+        if (gen.step_logits.shape(0) != static_cast<std::size_t>(o.decode))
+            fail("bench: ", gen.step_logits.shape(0), " decoding steps ran, expected ", o.decode);
+        prompt_positions = in.inputs_embeds.shape(0);
+        const double openblas_rate = sgemm.measure(true), gemm_rate = sgemm.measure(false), bw = read.measure();
+        if (r == 0) continue;
+        auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+        f.vision_s = std::min(f.vision_s, secs(t0, vision_done));
+        f.abstractor_s = std::min(f.abstractor_s, secs(vision_done, abstractor_done));
+        f.prefill_decoder_s = std::min(f.prefill_decoder_s, secs(abstractor_done, t1));
+        f.prefill_total_s = std::min(f.prefill_total_s, secs(t0, t1));
+        f.decode_per_token_s = std::min(f.decode_per_token_s, decode_s / o.decode);
+        f.sgemm_openblas = std::max(f.sgemm_openblas, openblas_rate);
+        f.sgemm_gemm = std::max(f.sgemm_gemm, gemm_rate);
+        f.bandwidth = std::max(f.bandwidth, bw);
+    }
+    if (read.sink() == 1) std::cerr << "";  // the reads' sum is used
+    const double blas_gflops = f.sgemm_openblas, gemm_gflops_ = f.sgemm_gemm, bandwidth = f.bandwidth;
+    const double sgemm_best = std::max(blas_gflops, gemm_gflops_);
+
+    // 6. achieved rates
+    const double P = double(prompt_positions);
+    const double v_flops = vision_flops(cfg.vision), a_flops = abstractor_flops(cfg);
+    const double d_flops = decoder_flops(cfg.text, P, 0, 1);
+    double bytes = 0;
+    for (int i = 0; i < o.decode; ++i) bytes += decode_bytes(model, P + i);
+    bytes /= o.decode;
+    const double vision_gflops = v_flops / f.vision_s * 1e-9;
+    const double prefill_gflops = d_flops / f.prefill_decoder_s * 1e-9;
+    const double total_gflops = (v_flops + a_flops + d_flops) / f.prefill_total_s * 1e-9;
+    const double decode_gbs = bytes / f.decode_per_token_s * 1e-9;
+
+    std::printf("OpenBLAS %s (core %s), %d threads for OpenBLAS and the pool; weights %s\n", openblas_get_config(),
+                openblas_get_corename(), o.threads, o.weights.c_str());
+    std::printf("layers: vision %d, abstractor %d, decoder %d; prompt %zu positions (%d text); %d decoded\n",
+                o.vision_layers, o.abstractor_layers, o.llm_layers, prompt_positions, o.text, o.decode);
+    std::printf("sgemm %zux%zux%zu: OpenBLAS %.1f GFLOP/s, gemm<float> %.1f GFLOP/s; read bandwidth %.1f GB/s\n\n", VL,
+                VI, VD, blas_gflops, gemm_gflops_, bandwidth);
+    std::printf("%-28s %10s %12s %10s\n", "stage", "seconds", "rate", "of bound");
+    std::printf("%-28s %10.4f %7.1f GF/s %9.0f%%\n", "vision encoder", f.vision_s, vision_gflops,
+                100 * vision_gflops / sgemm_best);
+    std::printf("%-28s %10.4f %7.1f GF/s\n", "abstractor", f.abstractor_s, a_flops / f.abstractor_s * 1e-9);
+    std::printf("%-28s %10.4f %7.1f GF/s %9.0f%%\n", "decoder prefill (+lm_head)", f.prefill_decoder_s,
+                prefill_gflops, 100 * prefill_gflops / sgemm_best);
+    std::printf("%-28s %10.4f %7.1f GF/s %9.0f%%\n", "whole prefill", f.prefill_total_s, total_gflops,
+                100 * total_gflops / sgemm_best);
+    std::printf("%-28s %10.4f %7.1f GB/s %9.0f%%  (%.1f MB per token)\n", "decoding, per token",
+                f.decode_per_token_s, decode_gbs, 100 * decode_gbs / bandwidth, bytes * 1e-6);
+    if (o.json) {
+        std::printf(
+            "{\"weights\": \"%s\", \"threads\": %d, \"vision_layers\": %d, \"abstractor_layers\": %d, "
+            "\"llm_layers\": %d, \"text_tokens\": %d, \"prompt_positions\": %zu, \"decoded_tokens\": %d, "
+            "\"openblas_core\": \"%s\", \"vision_s\": %.6f, \"abstractor_s\": %.6f, \"prefill_decoder_s\": %.6f, "
+            "\"prefill_total_s\": %.6f, \"decode_per_token_s\": %.6f, \"sgemm_openblas_gflops\": %.2f, "
+            "\"sgemm_gemm_gflops\": %.2f, \"bandwidth_gbs\": %.2f, \"vision_gflops\": %.2f, "
+            "\"vision_of_sgemm\": %.3f, \"abstractor_gflops\": %.2f, \"prefill_gflops\": %.2f, "
+            "\"prefill_of_sgemm\": %.3f, \"prefill_total_gflops\": %.2f, \"decode_bytes_per_token\": %.0f, "
+            "\"decode_gbs\": %.2f, \"decode_of_bandwidth\": %.3f}\n",
+            o.weights.c_str(), o.threads, o.vision_layers, o.abstractor_layers, o.llm_layers, o.text,
+            prompt_positions, o.decode, openblas_get_corename(), f.vision_s, f.abstractor_s, f.prefill_decoder_s,
+            f.prefill_total_s, f.decode_per_token_s, blas_gflops, gemm_gflops_, bandwidth, vision_gflops,
+            vision_gflops / sgemm_best, a_flops / f.abstractor_s * 1e-9, prefill_gflops, prefill_gflops / sgemm_best,
+            total_gflops, bytes, decode_gbs, decode_gbs / bandwidth);
+    }
+}
+
+inline void register_bench(CLI::App& app) {
+    auto* sub = app.add_subcommand(
+        "bench", "Time the whole model at the release widths on random weights (prefill of one image and text, "
+                 "decoding) next to the machine's sgemm GFLOP/s and memory bandwidth");
+    auto o = std::make_shared<BenchOptions>();
+    sub->add_option("--vision-layers", o->vision_layers, "vision encoder layers (release: 24)");
+    sub->add_option("--abstractor-layers", o->abstractor_layers, "abstractor layers (release: 6)");
+    sub->add_option("--llm-layers", o->llm_layers, "decoder layers (release: 32)");
+    sub->add_option("--text", o->text, "text tokens of the prompt, BOS included");
+    sub->add_option("--decode", o->decode, "tokens decoded through the key/value cache");
+    sub->add_option("--threads", o->threads, "threads of OpenBLAS and of the library's pool");
+    sub->add_option("--weights", o->weights, "weights as stored and kept: f32, bf16 or fp16")
+        ->check(CLI::IsMember({"f32", "bf16", "fp16"}));
+    sub->add_option("--repeat", o->repeat, "timed runs after the warm-up; the best is reported");
+    sub->add_flag("--json", o->json, "end with one line of JSON holding every figure");
+    sub->callback([o] { run_bench(*o); });
+}
+
+}  // namespace cli
