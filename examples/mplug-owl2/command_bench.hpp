@@ -15,7 +15,9 @@
 //     decoding reads every weight once per token, so its floor is
 //     bytes read per token / bandwidth.
 // Every stage runs --repeat times after one warm-up run; each figure is the
-// best of those runs.
+// best of those runs. Besides wall-clock seconds it records the process's
+// CPU-seconds per stage: on a machine shared with other work, CPU time / the
+// threads is what the stage would take with the cores to itself.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -30,7 +32,10 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <time.h>
 
 #include "mplug_owl2/core/parallel.hpp"
 #include "mplug_owl2/io/synthetic.hpp"
@@ -54,6 +59,29 @@ using Clock = std::chrono::steady_clock;
 inline double elapsed_s(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
+
+// CPU-seconds used by the process so far (all its threads).
+inline double cpu_seconds() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Work per wall-clock second and per CPU-second (the best seen).
+struct Rate {
+    double wall = 0, cpu = 0;
+    void keep_best(const Rate& r) {
+        wall = std::max(wall, r.wall);
+        cpu = std::max(cpu, r.cpu);
+    }
+};
+
+// A moment: wall clock and CPU time.
+struct Stamp {
+    Clock::time_point wall;
+    double cpu = 0;
+    static Stamp now() { return {Clock::now(), cpu_seconds()}; }
+};
 
 // 2·M·N·K
 inline double gemm_flops(double M, double N, double K) { return 2.0 * M * N * K; }
@@ -103,20 +131,21 @@ public:
         });
     }
 
-    double measure() {
+    Rate measure() {
         constexpr std::size_t slices = 64;  // of whole 64-byte lines
         std::vector<std::uint64_t> part(slices);
         const std::uint64_t* p = buf_.get();
-        const auto t0 = Clock::now();
+        const Stamp t0 = Stamp::now();
         mplug_owl2::thread_pool().parallel_for(slices, [&](std::size_t s0, std::size_t s1) {
             for (std::size_t s = s0; s < s1; ++s) {
                 const std::size_t b = words_ * s / slices / 8 * 8, e = words_ * (s + 1) / slices / 8 * 8;
                 part[s] = read_words(p + b, e - b);
             }
         });
-        const double t = elapsed_s(t0);
+        const Stamp t1 = Stamp::now();
         for (auto x : part) sink_ += x;  // keeps the reads
-        return double(words_ * 8) / t * 1e-9;
+        const double gb = double(words_ * 8) * 1e-9;
+        return {gb / std::chrono::duration<double>(t1.wall - t0.wall).count(), gb / (t1.cpu - t0.cpu)};
     }
     std::uint64_t sink() const { return sink_; }
 
@@ -138,16 +167,18 @@ public:
         for (auto& v : b_) v = normal(rng);
     }
 
-    double measure(bool through_openblas) {
+    Rate measure(bool through_openblas) {
         using namespace mplug_owl2;
-        const auto t0 = Clock::now();
+        const Stamp t0 = Stamp::now();
         if (through_openblas)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(M_), static_cast<blasint>(N_),
                         static_cast<blasint>(K_), 1.f, a_.data(), static_cast<blasint>(K_), b_.data(),
                         static_cast<blasint>(K_), 0.f, c_.data(), static_cast<blasint>(N_));
         else
             gemm<float>(Trans::No, Trans::Yes, M_, N_, K_, 1.f, a_.data(), K_, b_.data(), K_, 0.f, c_.data(), N_);
-        return gemm_flops(double(M_), double(N_), double(K_)) / elapsed_s(t0) * 1e-9;
+        const Stamp t1 = Stamp::now();
+        const double gflop = gemm_flops(double(M_), double(N_), double(K_)) * 1e-9;
+        return {gflop / std::chrono::duration<double>(t1.wall - t0.wall).count(), gflop / (t1.cpu - t0.cpu)};
     }
 
 private:
@@ -168,10 +199,10 @@ inline double vision_flops(const mplug_owl2::VisionConfig& c) {
 // ... of the abstractor for one image (its layers and visual_fc).
 inline double abstractor_flops(const mplug_owl2::ModelConfig& c) {
     const double Q = c.abstractor.num_learnable_queries, A = c.abstractor.hidden_size;
-    const double AI = c.abstractor.intermediate_size, E = c.abstractor.encoder_hidden_size;
+    const double AM = c.abstractor.intermediate_size, E = c.abstractor.encoder_hidden_size;
     const double K = Q + c.vision.seq_len(), H = c.text.hidden_size;
     const double layer = gemm_flops(Q, A, A) + 2 * gemm_flops(K, A, E) + 2 * gemm_flops(Q, K, A) +
-                         gemm_flops(Q, A, A) + 2 * gemm_flops(Q, AI, A) + gemm_flops(Q, A, AI);
+                         gemm_flops(Q, A, A) + 2 * gemm_flops(Q, AM, A) + gemm_flops(Q, A, AM);
     return c.abstractor.num_hidden_layers * layer + gemm_flops(Q + 1, H, A);
 }
 
@@ -209,11 +240,19 @@ double decode_bytes(const mplug_owl2::MplugOwl2LlamaForCausalLM<T>& m, double pa
     return b;
 }
 
+// Wall-clock and CPU-seconds of one stage, the best over the runs.
+struct Seconds {
+    double wall = 1e30, cpu = 1e30;
+    void take(const Stamp& a, const Stamp& b, double per = 1) {
+        wall = std::min(wall, std::chrono::duration<double>(b.wall - a.wall).count() / per);
+        cpu = std::min(cpu, (b.cpu - a.cpu) / per);
+    }
+};
+
 // Best (least time, most rate) over the runs.
 struct Figures {
-    double vision_s = 1e30, abstractor_s = 1e30, prefill_decoder_s = 1e30, prefill_total_s = 1e30;
-    double decode_per_token_s = 1e30;
-    double sgemm_openblas = 0, sgemm_gemm = 0, bandwidth = 0;
+    Seconds vision, abstractor, prefill_decoder, prefill_total, decode_per_token;
+    Rate sgemm_openblas, sgemm_gemm, bandwidth;
 };
 
 }  // namespace bench_detail
@@ -262,95 +301,117 @@ inline void run_bench(const BenchOptions& o) {
     // 4. the stage boundaries, taken when the vision tower and the
     //    abstractor report their outputs
     Hooks<float> hooks;
-    Clock::time_point vision_done, abstractor_done;
+    Stamp vision_done, abstractor_done;
     hooks.add([&](const std::string& name, Matrix<float>&, const Shape&) {
-        if (name == "model.vision_model") vision_done = Clock::now();
-        if (name == "model.visual_abstractor") abstractor_done = Clock::now();
+        if (name == "model.vision_model") vision_done = Stamp::now();
+        if (name == "model.visual_abstractor") abstractor_done = Stamp::now();
     });
 
     // 5. prefill and decoding, as generation runs them, each run followed by
     //    the bounds (a plain product of the vision MLP's shape, a streaming
     //    read of 1 GiB), so that all share the machine's state of the
-    //    moment; best of the runs after a warm-up
+    //    moment; best of the runs after a warm-up. OpenBLAS's product goes
+    //    last, followed by a pause: its threads spin for a while after a
+    //    call and would take a core from whatever runs next.
     const std::size_t VL = cfg.vision.seq_len(), VD = cfg.vision.hidden_size, VI = cfg.vision.intermediate_size;
     SgemmRate sgemm(VL, VI, VD);
     ReadBandwidth read(std::size_t(1) << 30);
     Figures f;
     std::size_t prompt_positions = 0;
     for (int r = 0; r < o.repeat + 1; ++r) {
-        const auto t0 = Clock::now();
+        const Stamp t0 = Stamp::now();
         const PreparedInputs<float> in = model.prepare_inputs(ids, model.encode_images(pixels, hooks), hooks);
         KVCache<float> cache = model.new_cache();
         cache.reserve(in.inputs_embeds.shape(0) + static_cast<std::size_t>(o.decode));
         const Matrix<float> logits = model.prefill(in, cache, hooks);
-        const auto t1 = Clock::now();
+        const Stamp t1 = Stamp::now();
         GenerationConfig g;
         g.max_new_tokens = static_cast<std::size_t>(o.decode);
         g.stop_at_eos = false;
         const Generation<float> gen = model.generate(logits, cache, g, hooks);
-        const double decode_s = elapsed_s(t1);
+        const Stamp t2 = Stamp::now();
         if (gen.step_logits.shape(0) != static_cast<std::size_t>(o.decode))
             fail("bench: ", gen.step_logits.shape(0), " decoding steps ran, expected ", o.decode);
         prompt_positions = in.inputs_embeds.shape(0);
-        const double openblas_rate = sgemm.measure(true), gemm_rate = sgemm.measure(false), bw = read.measure();
+        const Rate gemm_rate = sgemm.measure(false), bw = read.measure(), openblas_rate = sgemm.measure(true);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
         if (r == 0) continue;
-        auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
-        f.vision_s = std::min(f.vision_s, secs(t0, vision_done));
-        f.abstractor_s = std::min(f.abstractor_s, secs(vision_done, abstractor_done));
-        f.prefill_decoder_s = std::min(f.prefill_decoder_s, secs(abstractor_done, t1));
-        f.prefill_total_s = std::min(f.prefill_total_s, secs(t0, t1));
-        f.decode_per_token_s = std::min(f.decode_per_token_s, decode_s / o.decode);
-        f.sgemm_openblas = std::max(f.sgemm_openblas, openblas_rate);
-        f.sgemm_gemm = std::max(f.sgemm_gemm, gemm_rate);
-        f.bandwidth = std::max(f.bandwidth, bw);
+        f.vision.take(t0, vision_done);
+        f.abstractor.take(vision_done, abstractor_done);
+        f.prefill_decoder.take(abstractor_done, t1);
+        f.prefill_total.take(t0, t1);
+        f.decode_per_token.take(t1, t2, o.decode);
+        f.sgemm_openblas.keep_best(openblas_rate);
+        f.sgemm_gemm.keep_best(gemm_rate);
+        f.bandwidth.keep_best(bw);
     }
     if (read.sink() == 1) std::cerr << "";  // the reads' sum is used
-    const double blas_gflops = f.sgemm_openblas, gemm_gflops_ = f.sgemm_gemm, bandwidth = f.bandwidth;
-    const double sgemm_best = std::max(blas_gflops, gemm_gflops_);
 
-    // 6. achieved rates
+    // 6. achieved rates, per wall-clock second and per CPU-second, and as
+    //    fractions of the bounds measured the same way: the faster sgemm
+    //    for the products, the read bandwidth for decoding
     const double P = double(prompt_positions);
     const double v_flops = vision_flops(cfg.vision), a_flops = abstractor_flops(cfg);
     const double d_flops = decoder_flops(cfg.text, P, 0, 1);
     double bytes = 0;
     for (int i = 0; i < o.decode; ++i) bytes += decode_bytes(model, P + i);
     bytes /= o.decode;
-    const double vision_gflops = v_flops / f.vision_s * 1e-9;
-    const double prefill_gflops = d_flops / f.prefill_decoder_s * 1e-9;
-    const double total_gflops = (v_flops + a_flops + d_flops) / f.prefill_total_s * 1e-9;
-    const double decode_gbs = bytes / f.decode_per_token_s * 1e-9;
+    const Rate sgemm_best{std::max(f.sgemm_openblas.wall, f.sgemm_gemm.wall),
+                          std::max(f.sgemm_openblas.cpu, f.sgemm_gemm.cpu)};
+    struct Row {
+        const char* stage;
+        const Seconds& s;
+        double work;         // GFLOP, or GB for decoding
+        const Rate* bound;   // nullptr: no bound shown
+        Rate rate() const { return {work / s.wall, work / s.cpu}; }
+    };
+    const Row rows[] = {
+        {"vision encoder", f.vision, v_flops * 1e-9, &sgemm_best},
+        {"abstractor", f.abstractor, a_flops * 1e-9, nullptr},
+        {"decoder prefill (+lm_head)", f.prefill_decoder, d_flops * 1e-9, &sgemm_best},
+        {"whole prefill", f.prefill_total, (v_flops + a_flops + d_flops) * 1e-9, &sgemm_best},
+        {"decoding, per token", f.decode_per_token, bytes * 1e-9, &f.bandwidth},
+    };
 
     std::printf("OpenBLAS %s (core %s), %d threads for OpenBLAS and the pool; weights %s\n", openblas_get_config(),
                 openblas_get_corename(), o.threads, o.weights.c_str());
-    std::printf("layers: vision %d, abstractor %d, decoder %d; prompt %zu positions (%d text); %d decoded\n",
-                o.vision_layers, o.abstractor_layers, o.llm_layers, prompt_positions, o.text, o.decode);
-    std::printf("sgemm %zux%zux%zu: OpenBLAS %.1f GFLOP/s, gemm<float> %.1f GFLOP/s; read bandwidth %.1f GB/s\n\n", VL,
-                VI, VD, blas_gflops, gemm_gflops_, bandwidth);
-    std::printf("%-28s %10s %12s %10s\n", "stage", "seconds", "rate", "of bound");
-    std::printf("%-28s %10.4f %7.1f GF/s %9.0f%%\n", "vision encoder", f.vision_s, vision_gflops,
-                100 * vision_gflops / sgemm_best);
-    std::printf("%-28s %10.4f %7.1f GF/s\n", "abstractor", f.abstractor_s, a_flops / f.abstractor_s * 1e-9);
-    std::printf("%-28s %10.4f %7.1f GF/s %9.0f%%\n", "decoder prefill (+lm_head)", f.prefill_decoder_s,
-                prefill_gflops, 100 * prefill_gflops / sgemm_best);
-    std::printf("%-28s %10.4f %7.1f GF/s %9.0f%%\n", "whole prefill", f.prefill_total_s, total_gflops,
-                100 * total_gflops / sgemm_best);
-    std::printf("%-28s %10.4f %7.1f GB/s %9.0f%%  (%.1f MB per token)\n", "decoding, per token",
-                f.decode_per_token_s, decode_gbs, 100 * decode_gbs / bandwidth, bytes * 1e-6);
+    std::printf("layers: vision %d, abstractor %d, decoder %d; prompt %zu positions (%d text); %d decoded, %.1f MB "
+                "read per token\n",
+                o.vision_layers, o.abstractor_layers, o.llm_layers, prompt_positions, o.text, o.decode, bytes * 1e-6);
+    std::printf("bounds per second (per CPU-second): sgemm %zux%zux%zu OpenBLAS %.1f (%.1f) GFLOP, gemm<float> %.1f "
+                "(%.1f) GFLOP; read %.1f (%.1f) GB\n\n",
+                VL, VI, VD, f.sgemm_openblas.wall, f.sgemm_openblas.cpu, f.sgemm_gemm.wall, f.sgemm_gemm.cpu,
+                f.bandwidth.wall, f.bandwidth.cpu);
+    std::printf("%-28s %9s %11s %16s %9s %9s\n", "stage", "seconds", "CPU-s/thr", "rate", "of bound", "(CPU)");
+    for (const Row& r : rows) {
+        const bool gb = r.bound == &f.bandwidth;
+        std::printf("%-28s %9.4f %11.4f %9.1f %s", r.stage, r.s.wall, r.s.cpu / o.threads, r.rate().wall,
+                    gb ? "GB/s  " : "GF/s  ");
+        if (r.bound)
+            std::printf(" %8.0f%% %8.0f%%", 100 * r.rate().wall / r.bound->wall, 100 * r.rate().cpu / r.bound->cpu);
+        std::printf("\n");
+    }
     if (o.json) {
-        std::printf(
-            "{\"weights\": \"%s\", \"threads\": %d, \"vision_layers\": %d, \"abstractor_layers\": %d, "
-            "\"llm_layers\": %d, \"text_tokens\": %d, \"prompt_positions\": %zu, \"decoded_tokens\": %d, "
-            "\"openblas_core\": \"%s\", \"vision_s\": %.6f, \"abstractor_s\": %.6f, \"prefill_decoder_s\": %.6f, "
-            "\"prefill_total_s\": %.6f, \"decode_per_token_s\": %.6f, \"sgemm_openblas_gflops\": %.2f, "
-            "\"sgemm_gemm_gflops\": %.2f, \"bandwidth_gbs\": %.2f, \"vision_gflops\": %.2f, "
-            "\"vision_of_sgemm\": %.3f, \"abstractor_gflops\": %.2f, \"prefill_gflops\": %.2f, "
-            "\"prefill_of_sgemm\": %.3f, \"prefill_total_gflops\": %.2f, \"decode_bytes_per_token\": %.0f, "
-            "\"decode_gbs\": %.2f, \"decode_of_bandwidth\": %.3f}\n",
-            o.weights.c_str(), o.threads, o.vision_layers, o.abstractor_layers, o.llm_layers, o.text,
-            prompt_positions, o.decode, openblas_get_corename(), f.vision_s, f.abstractor_s, f.prefill_decoder_s,
-            f.prefill_total_s, f.decode_per_token_s, blas_gflops, gemm_gflops_, bandwidth, vision_gflops,
-            vision_gflops / sgemm_best, a_flops / f.abstractor_s * 1e-9, prefill_gflops, prefill_gflops / sgemm_best,
-            total_gflops, bytes, decode_gbs, decode_gbs / bandwidth);
+        std::printf("{\"weights\": \"%s\", \"threads\": %d, \"vision_layers\": %d, \"abstractor_layers\": %d, "
+                    "\"llm_layers\": %d, \"text_tokens\": %d, \"prompt_positions\": %zu, \"decoded_tokens\": %d, "
+                    "\"openblas_core\": \"%s\", \"sgemm_openblas_gflops\": %.2f, \"sgemm_gemm_gflops\": %.2f, "
+                    "\"bandwidth_gbs\": %.2f, \"decode_bytes_per_token\": %.0f",
+                    o.weights.c_str(), o.threads, o.vision_layers, o.abstractor_layers, o.llm_layers, o.text,
+                    prompt_positions, o.decode, openblas_get_corename(), f.sgemm_openblas.wall, f.sgemm_gemm.wall,
+                    f.bandwidth.wall, bytes);
+        const char* keys[] = {"vision", "abstractor", "prefill_decoder", "prefill_total", "decode_per_token"};
+        for (std::size_t i = 0; i < 5; ++i) {
+            const Row& r = rows[i];
+            std::printf(", \"%s_s\": %.6f, \"%s_cpu_s\": %.6f", keys[i], r.s.wall, keys[i], r.s.cpu / o.threads);
+        }
+        const Rate v = rows[0].rate(), p = rows[2].rate(), t = rows[3].rate(), d = rows[4].rate();
+        std::printf(", \"vision_gflops\": %.2f, \"vision_of_sgemm\": %.3f, \"vision_of_sgemm_cpu\": %.3f, "
+                    "\"abstractor_gflops\": %.2f, \"prefill_gflops\": %.2f, \"prefill_of_sgemm\": %.3f, "
+                    "\"prefill_of_sgemm_cpu\": %.3f, \"prefill_total_gflops\": %.2f, \"prefill_total_of_sgemm\": %.3f, "
+                    "\"decode_gbs\": %.2f, \"decode_of_bandwidth\": %.3f, \"decode_of_bandwidth_cpu\": %.3f}\n",
+                    v.wall, v.wall / sgemm_best.wall, v.cpu / sgemm_best.cpu, rows[1].rate().wall, p.wall,
+                    p.wall / sgemm_best.wall, p.cpu / sgemm_best.cpu, t.wall, t.wall / sgemm_best.wall, d.wall,
+                    d.wall / f.bandwidth.wall, d.cpu / f.bandwidth.cpu);
     }
 }
 

@@ -32,6 +32,7 @@ namespace kernels {
 // The most rows of x the kernel takes.
 constexpr std::size_t kGemvMaxRows = 8;
 
+// AVX-512 F and BW (the bf16 conversion widens 16-bit lanes).
 inline bool cpu_has_avx512() {
     static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
     return has;

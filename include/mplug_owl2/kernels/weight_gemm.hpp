@@ -48,6 +48,7 @@ inline void add_transposed(const float* ct, std::size_t L, std::size_t N, float 
     });
 }
 
+// y[L, N] = x[L, K] · Wᵀ + beta · y (y with row stride ldy), by the rows of x as above.
 template <class T>
 void gemm_nt(const T* x, std::size_t L, const T* w, std::size_t N, std::size_t K, T beta, T* y, std::size_t ldy,
              ThreadPool& pool = thread_pool()) {
