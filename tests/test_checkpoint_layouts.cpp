@@ -254,7 +254,82 @@ TEST_CASE("broken checkpoint folders are reported by file and tensor", "[layouts
         write_json(dir + "/pytorch_model.bin.index.json", {{"metadata", {{"total_size", 1}}}});
         CHECK_THAT(open_error(dir), Catch::Contains("no \"weight_map\" object"));
         std::ofstream(dir + "/pytorch_model.bin.index.json") << "{ not json";
-        CHECK_THAT(open_error(dir), Catch::Contains("pytorch_model.bin.index.json: not a JSON object"));
+        CHECK_THAT(open_error(dir), Catch::Contains("pytorch_model.bin.index.json: not valid JSON"));
+    }
+}
+
+TEST_CASE("sharded safetensors index files are checked entry by entry", "[layouts][errors]") {
+    SafetensorsFile ref(kModel);
+    const auto groups = shards_by_decoder_layer(ref.names());
+    const std::string dir = fresh_dir("st_index");
+    save_checkpoint(ref, dir, CheckpointFormat::Safetensors, DType::F32, groups);
+    const std::string index_path = dir + "/model.safetensors.index.json";
+    const nlohmann::json good = read_json(index_path);
+    REQUIRE(good["weight_map"].size() == ref.names().size());
+    // The error of opening the folder with `index` as its index; it must be
+    // an mplug_owl2::Error naming the index file first.
+    auto with_index = [&](const std::string& text) {
+        std::ofstream(index_path, std::ios::trunc) << text;
+        const std::string msg = open_error(dir);
+        CHECK_THAT(msg, Catch::StartsWith(index_path + ": "));
+        return msg;
+    };
+    auto with_map = [&](const std::string& tensor, const nlohmann::json& file) {
+        nlohmann::json j = good;
+        j["weight_map"][tensor] = file;
+        return with_index(j.dump());
+    };
+
+    SECTION("invalid JSON and wrong types") {
+        CHECK_THAT(with_index("{\"weight_map\": {"), Catch::EndsWith(": not valid JSON"));
+        CHECK_THAT(with_index(""), Catch::EndsWith(": not valid JSON"));
+        CHECK_THAT(with_index("[\"model.safetensors\"]"), Catch::EndsWith(": not a JSON object"));
+        CHECK_THAT(with_index(R"({"weight_map": ["a", "b"]})"), Catch::EndsWith(": no \"weight_map\" object"));
+        CHECK_THAT(with_index(R"({"weight_map": {}})"), Catch::EndsWith(": the weight_map is empty"));
+        CHECK_THAT(with_map("lm_head.weight", 3), Catch::EndsWith(": weight_map entry lm_head.weight is not a file name"));
+        CHECK_THAT(with_map("lm_head.weight", nullptr), Catch::Contains("weight_map entry lm_head.weight is not a file name"));
+        // Deep nesting is parsed without recursion and refused by type.
+        CHECK_THAT(with_index(R"({"weight_map": {"x": )" + std::string(100000, '[') + std::string(100000, ']') + "}}"),
+                   Catch::EndsWith(": weight_map entry x is not a file name"));
+    }
+    SECTION("a shard that is missing") {
+        fs::remove(dir + "/model-00002-of-00003.safetensors");
+        CHECK_THAT(with_index(good.dump()),
+                   Catch::Contains("shard model-00002-of-00003.safetensors (13 tensors, e.g. model.layers.0.") &&
+                       Catch::EndsWith(") is missing from " + dir));
+    }
+    SECTION("a tensor mapped to a shard that does not hold it") {
+        CHECK_THAT(with_map("model.layers.1.mlp.up_proj.weight", "model-00002-of-00003.safetensors"),
+                   Catch::EndsWith(": tensor model.layers.1.mlp.up_proj.weight is listed in shard "
+                                   "model-00002-of-00003.safetensors but absent from " +
+                                   dir + "/model-00002-of-00003.safetensors"));
+    }
+    SECTION("shard paths that leave the folder") {
+        for (const std::string& bad : {std::string("/etc/passwd"), std::string(".."), std::string("../model.safetensors"),
+                                       std::string("a/../../model.safetensors"), std::string("sub/.."), std::string("")}) {
+            INFO(bad);
+            CHECK_THAT(with_map("lm_head.weight", bad),
+                       Catch::EndsWith(": weight_map entry lm_head.weight names shard \"" + bad + "\" outside the folder"));
+        }
+        // Read up to the NUL, this name would be an existing shard.
+        CHECK_THAT(with_map("lm_head.weight", std::string("model-00001-of-00003.safetensors") + '\0' + "x"),
+                   Catch::EndsWith(": weight_map entry lm_head.weight names a shard with a NUL byte in its name"));
+    }
+    SECTION("a shard that is not a weights file") {
+        std::ofstream(dir + "/model-00002-of-00003.safetensors", std::ios::trunc) << "not weights at all";
+        CHECK_THAT(open_error(dir), Catch::StartsWith(dir + "/model-00002-of-00003.safetensors: safetensors header length"));
+    }
+    SECTION("an index file far too large to be one") {
+        {
+            std::ofstream out(index_path, std::ios::binary | std::ios::trunc);
+            out.seekp(static_cast<std::streamoff>(ShardedCheckpoint::kMaxIndexBytes));
+            out << '}';
+        }
+        CHECK(open_error(dir) == index_path + ": 67108865 bytes, over the limit of 67108864 for an index file");
+    }
+    SECTION("the intact index opens, also when named directly") {
+        CHECK(open_checkpoint(dir)->names() == ref.names());
+        CHECK(open_checkpoint(index_path)->names() == ref.names());
     }
 }
 

@@ -150,10 +150,15 @@ TEST_CASE("the product of a prompt's rows with the weights equals the plain prod
     struct Shape3 {
         std::size_t L, N, K;
     };
-    // 9..15 rows: plain gemm; 16..512: the transposed product (half weights:
-    // converted 56 rows at a time, 1100 rows being 20 such blocks); 600: gemm
+    // 9..512 rows: the prompt product (every row count of the last 14-row
+    // panel, weight blocks of 64 rows cut anywhere, slices of 256 columns
+    // cut anywhere); 600: gemm
     for (const Shape3 s : {Shape3{9, 67, 37}, Shape3{16, 16, 37}, Shape3{40, 67, 256}, Shape3{89, 300, 100},
-                           Shape3{600, 40, 64}, Shape3{20, 1100, 1100}})
+                           Shape3{600, 40, 64}, Shape3{20, 1100, 1100}, Shape3{23, 33, 513}, Shape3{512, 64, 16},
+                           Shape3{65, 130, 300}, Shape3{24, 48, 17}, Shape3{10, 17, 1}, Shape3{11, 95, 270},
+                           Shape3{12, 31, 260}, Shape3{13, 16, 64}, Shape3{14, 100, 40}, Shape3{15, 90, 90},
+                           Shape3{17, 40, 40}, Shape3{18, 40, 40}, Shape3{19, 40, 40}, Shape3{21, 40, 40},
+                           Shape3{22, 40, 40}, Shape3{26, 40, 40}})
         for (float beta : {0.f, 1.f}) {
             INFO("L " << s.L << " N " << s.N << " K " << s.K << " beta " << beta);
             const auto x = randn<float>(s.L, s.K, 10), wf = randn<float>(s.N, s.K, 11), y0 = randn<float>(s.L, s.N, 12);
@@ -176,8 +181,10 @@ TEST_CASE("the product of a prompt's rows with the weights equals the plain prod
             }
         }
     if (kernels::cpu_has_avx512()) {
-        CHECK(kernels::transposed_applies(89, 4096, 4096));
-        CHECK(!kernels::transposed_applies(1025, 4096, 1024));
+        CHECK(kernels::prompt_gemm_applies(89, 4096, 4096));
+        CHECK(kernels::prompt_gemm_applies(9, 4096, 4096));
+        CHECK(!kernels::prompt_gemm_applies(8, 4096, 4096));
+        CHECK(!kernels::prompt_gemm_applies(1025, 4096, 1024));
     }
 }
 

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mplug_owl2/io/image.hpp"
+#include "mplug_owl2/io/zip_archive.hpp"  // crc32, also PNG's chunk checksum
 #include "mplug_owl2/model/image_processor.hpp"
 #include "parity.hpp"
 
@@ -104,6 +105,58 @@ std::string error_of(const std::function<void()>& f) {
         return e.what();
     }
     return "(no error)";
+}
+
+// A 1x1 8-bit gray PNG: filter byte 0 and one pixel `value`, followed by
+// `matches` deflate matches of 258 zero bytes each (0 for a correct file).
+std::vector<std::uint8_t> gray_png_1x1(std::size_t matches, std::uint8_t value = 0) {
+    // Deflate, fixed Huffman codes (RFC 1951 3.2.6): bits are packed from
+    // the least significant; Huffman codes go most significant bit first.
+    std::vector<std::uint8_t> z = {0x78, 0x01};  // zlib header: deflate, 32K window, no dictionary
+    std::uint32_t acc = 0;
+    int nbits = 0;
+    auto bits = [&](std::uint32_t v, int n) {
+        for (int i = 0; i < n; ++i) {
+            acc |= ((v >> i) & 1u) << nbits;
+            if (++nbits == 8) z.push_back(std::uint8_t(acc)), acc = 0, nbits = 0;
+        }
+    };
+    auto code = [&](std::uint32_t c, int n) {
+        for (int i = n - 1; i >= 0; --i) bits((c >> i) & 1u, 1);
+    };
+    bits(1, 1);                      // BFINAL
+    bits(1, 2);                      // BTYPE 01: fixed codes
+    code(0x30 + 0, 8);               // literal 0: the row's filter byte
+    REQUIRE(value < 144);
+    code(0x30 + value, 8);           // literal value (below 144: 8-bit codes from 0x30)
+    for (std::size_t k = 0; k < matches; ++k) {
+        code(0xC0 + (285 - 280), 8);  // length 258 (symbol 285, no extra bits)
+        code(0, 5);                   // distance 1 (code 0)
+    }
+    code(0, 7);  // end of block (symbol 256)
+    if (nbits) z.push_back(std::uint8_t(acc));
+    // Adler-32 of the inflated bytes: 0, value, then 258 * matches copies of value.
+    std::uint32_t a = 1, b = 0;
+    const std::size_t total = 2 + 258 * matches;
+    for (std::size_t i = 0; i < total; ++i) {
+        a = (a + (i == 0 ? 0u : value)) % 65521u;
+        b = (b + a) % 65521u;
+    }
+    for (int s = 24; s >= 0; s -= 8) z.push_back(std::uint8_t(((b << 16) | a) >> s));
+
+    std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    auto chunk = [&](const char* type, const std::vector<std::uint8_t>& data) {
+        for (int s = 24; s >= 0; s -= 8) png.push_back(std::uint8_t(data.size() >> s));
+        std::vector<std::uint8_t> body(type, type + 4);
+        body.insert(body.end(), data.begin(), data.end());
+        png.insert(png.end(), body.begin(), body.end());
+        const std::uint32_t crc = crc32(body.data(), body.size());
+        for (int s = 24; s >= 0; s -= 8) png.push_back(std::uint8_t(crc >> s));
+    };
+    chunk("IHDR", {0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0});  // 1x1, 8 bits, gray
+    chunk("IDAT", z);
+    chunk("IEND", {});
+    return png;
 }
 
 }  // namespace
@@ -345,6 +398,31 @@ TEST_CASE("malformed and hostile image files fail with the file named", "[image]
         // PNM: the header alone.
         const std::string pnm = "P6\n60000 60000\n255\n";
         fails_with(write_tmp("huge.ppm", std::vector<std::uint8_t>(pnm.begin(), pnm.end())), "exceeds the limit");
+        // The sizes named in the issue, with the exact message: a PNG of 100000 x 100000 ...
+        std::vector<std::uint8_t> png100k = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                             0, 0x01, 0x86, 0xA0, 0, 0x01, 0x86, 0xA0, 8, 2, 0, 0, 0, 0, 0, 0, 0};
+        const std::string png_path = write_tmp("huge100k.png", png100k);
+        CHECK(error_of([&] { load_image(png_path); }) ==
+              png_path + ": image of 100000x100000 pixels exceeds the limit of 268435456 pixels");
+        // ... and a JPEG of 65535 x 65535, past libjpeg's own limit of 65500 per side: our budget is
+        // reported first, libjpeg's when the budget would allow the image.
+        jpeg[sof + 5] = jpeg[sof + 6] = jpeg[sof + 7] = jpeg[sof + 8] = 0xFF;
+        const std::string jpeg_path = write_tmp("huge65535.jpg", jpeg);
+        CHECK(error_of([&] { load_image(jpeg_path); }) ==
+              jpeg_path + ": image of 65535x65535 pixels exceeds the limit of 268435456 pixels");
+        CHECK(error_of([&] { load_image(jpeg_path, std::size_t(1) << 40); }) ==
+              jpeg_path + ": image of 65535x65535 pixels exceeds the limit of 65500 pixels per side of libjpeg");
+    }
+    SECTION("PNG data that inflates past its header's size is refused before it is held") {
+        // A 1x1 8-bit gray PNG whose zlib stream inflates to 16 MiB of zeros
+        // (a fixed-Huffman deflate block: one literal, then matches of 258
+        // bytes at distance 1), and the same PNG with a correct 2-byte stream.
+        const std::string bomb = write_tmp("bomb.png", gray_png_1x1(65536));
+        CHECK(error_of([&] { load_image(bomb); }) ==
+              bomb + ": corrupt image (its compressed data expands past the 1x1 pixels of its header)");
+        const RgbImage ok = load_image(write_tmp("not_bomb.png", gray_png_1x1(0, 0x7F)));
+        CHECK(ok.width == 1);
+        CHECK(ok.pixels == std::vector<std::uint8_t>{0x7F, 0x7F, 0x7F});
     }
     SECTION("a smaller pixel budget refuses an ordinary image") {
         const std::string path = kImages + "/inputs/photo_large_420.jpg";
@@ -400,6 +478,10 @@ TEST_CASE("preprocessor_config.json is read as CLIPImageProcessor reads it", "[i
         CHECK_THAT(error_for("pp_bool.json", R"({"do_resize": "yes"})"), Catch::Contains("do_resize"));
         CHECK_THAT(error_for("pp_negative.json", R"({"size": -3})"), Catch::Contains("size"));
         CHECK_THAT(error_for("pp_broken.json", R"({"size": )"), Catch::Contains("pp_broken.json"));
+        // a value nested 100000 deep is described by its size, not printed whole
+        const std::string deep = "{\"image_mean\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+        CHECK(error_for("pp_deep.json", deep) ==
+              kTmp + "/pp_deep.json: image_mean: expected a number or 3 numbers, found an array of 1 entries");
         CHECK_THAT(error_of([&] { ImageProcessorConfig::load(kTmp + "/no_such_config.json"); }),
                    Catch::Contains("no_such_config.json"));
     }

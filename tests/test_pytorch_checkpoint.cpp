@@ -287,6 +287,89 @@ TEST_CASE("malformed pickles are rejected naming the opcode and byte", "[pytorch
     CHECK(ok.find("w")->dtype == DType::F16);
 }
 
+TEST_CASE("the pickle machine's size and depth limits are errors naming the limit", "[pytorch][errors]") {
+    auto err = [&](const std::string& pkl) { return open_error(archive("lim", pkl)); };
+    const std::string where = kTmp + "lim.bin: member lim/data.pkl: pickle opcode ";
+    // Objects: one past the arena's limit (each None is a new object).
+    CHECK_THAT(err("\x80\x02" + std::string(pickle::Machine::kMaxObjects + 1, 'N') + "."),
+               Catch::StartsWith(where + "0x4e at byte 2097154") && Catch::Contains("more than 2097152 objects"));
+    // Values on the stack: DUP pushes without making objects.
+    CHECK_THAT(err("\x80\x02N" + std::string(pickle::Machine::kMaxStack, '2') + "."),
+               Catch::StartsWith(where + "0x32") && Catch::Contains("more than 16777216 values on the stack"));
+    // Memo indices: LONG_BINPUT past the limit.
+    CHECK_THAT(err(std::string("\x80\x02Nr\x00\x00\x00\x01.", 9)),
+               Catch::Contains("memo index 16777216 exceeds the limit of 16777216"));
+    CHECK_THAT(err(std::string("\x80\x02j\xff\xff\xff\xff.", 8)), Catch::Contains("memo entry 4294967295 was never stored"));
+    // Nesting depth: one MARK past the limit, then exactly at it (which parses).
+    CHECK_THAT(err("\x80\x02" + std::string(pickle::Machine::kMaxMarks + 1, '(')),
+               Catch::StartsWith(where + "0x28 at byte 1002") && Catch::Contains("more than 1000 nested MARKs"));
+    std::string nested = "\x80\x02";
+    for (std::size_t k = 0; k < pickle::Machine::kMaxMarks; ++k) nested += "(";
+    for (std::size_t k = 0; k < pickle::Machine::kMaxMarks; ++k) nested += "l";
+    CHECK_THAT(err(nested + "."), Catch::Contains("is a list, expected a dict of tensors"));
+
+    // Tensor geometry: rank, sizes and strides that do not fit, negative sizes.
+    const std::vector<std::uint8_t> four_floats(16, 0);
+    auto tensor_err = [&](std::string pkl) { return open_error(archive("geo", pkl, {{"0", four_floats}})); };
+    CHECK_THAT(tensor_err(tensor_pickle("FloatStorage", 4, 0, std::vector<int>(65, 1), std::vector<int>(65, 1))),
+               Catch::Contains("a tensor of rank 65"));
+    std::string vast = tensor_pickle("FloatStorage", 4, 0, {1}, {1});
+    vast.replace(vast.find("(K\x01t"), 4, std::string("(\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x02t", 12));  // size 2^57
+    CHECK_THAT(tensor_err(vast), Catch::Contains("tensor w: size or stride too large"));
+    std::string far = tensor_pickle("FloatStorage", 4, 0, {3}, {1});
+    far.replace(far.rfind("(K\x01t"), 4, std::string("(\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x01t", 12));  // stride 2^56
+    CHECK_THAT(tensor_err(far), Catch::Contains("tensor w: stride reaches too far"));
+    std::string negative = tensor_pickle("FloatStorage", 4, 0, {1}, {1});
+    negative.replace(negative.find("(K\x01t"), 4, std::string("(J\xff\xff\xff\xfft", 7));
+    CHECK_THAT(tensor_err(negative), Catch::Contains("a tensor size must be a non-negative int"));
+    CHECK_THAT(tensor_err(tensor_pickle("FloatStorage", 4, 0, {2, 3}, {1})), Catch::Contains("2 sizes but 1 strides"));
+}
+
+TEST_CASE("a data.pkl over the size limit is refused before it is read", "[pytorch][errors]") {
+    // A stored member of kMaxPickle + 1 bytes, written as a hole: the file
+    // is sparse, and the reader must refuse it from the central directory.
+    const std::string path = kTmp + "big_pickle.bin";
+    const std::string name = "big/data.pkl";
+    const std::uint64_t n = PyTorchCheckpoint::kMaxPickle + 1;
+    auto put = [](std::string& v, std::uint64_t x, int bytes) {
+        for (int i = 0; i < bytes; ++i) v.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+    };
+    std::string local, central, end;
+    put(local, zip_detail::kLocalSig, 4);
+    for (std::uint64_t x : {20, 0, 0, 0, 0x21}) put(local, x, 2);  // version, flags, stored, time, date
+    put(local, 0, 4);                                              // CRC-32 (never reached)
+    put(local, n, 4);
+    put(local, n, 4);
+    put(local, name.size(), 2);
+    put(local, 0, 2);
+    local += name;
+    put(central, zip_detail::kCentralSig, 4);
+    for (std::uint64_t x : {20, 20, 0, 0, 0, 0x21}) put(central, x, 2);
+    put(central, 0, 4);
+    put(central, n, 4);
+    put(central, n, 4);
+    put(central, name.size(), 2);
+    for (int k = 0; k < 4; ++k) put(central, 0, 2);  // extra, comment, disk, internal attributes
+    put(central, 0, 4);                              // external attributes
+    put(central, 0, 4);                              // local header offset
+    central += name;
+    const std::uint64_t cd_offset = local.size() + n;
+    put(end, zip_detail::kEndSig, 4);
+    for (std::uint64_t x : {0, 0, 1, 1}) put(end, x, 2);
+    put(end, central.size(), 4);
+    put(end, cd_offset, 4);
+    put(end, 0, 2);
+    {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out << local;
+        out.seekp(static_cast<std::streamoff>(cd_offset));
+        out << central << end;
+        REQUIRE(out.good());
+    }
+    CHECK(open_error(path) == path + ": member big/data.pkl is 268435457 bytes, over the limit of 268435456");
+    std::remove(path.c_str());
+}
+
 TEST_CASE("archives with two state dicts or big-endian data are refused", "[pytorch][errors]") {
     {
         ZipWriter z(kTmp + "two.bin");

@@ -39,6 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common_options.hpp"
+#include "mplug_owl2/io/atomic_file.hpp"
 #include "mplug_owl2/io/tokenizer.hpp"
 
 namespace cli {
@@ -90,7 +91,7 @@ inline std::vector<std::string> grid_items(const nlohmann::json& j, const std::s
     std::vector<std::string> out;
     if (!j.is_array()) mplug_owl2::fail(what, ": expected a list of strings");
     for (const auto& v : j) {
-        if (!v.is_string()) mplug_owl2::fail(what, ": expected a list of strings, found ", v.dump());
+        if (!v.is_string()) mplug_owl2::fail(what, ": expected a list of strings, found ", mplug_owl2::config_detail::Fields::describe(v));
         out.push_back(v.get<std::string>());
     }
     return out;
@@ -126,7 +127,7 @@ inline std::vector<AblateCase> read_cases(const std::string& path, const mplug_o
         if (has_ids) {
             if (!c["input_ids"].is_array()) fail(where, " (", a.name, "): \"input_ids\" must be a list of integers");
             for (const auto& id : c["input_ids"]) {
-                if (!id.is_number_integer()) fail(where, " (", a.name, "): \"input_ids\" holds ", id.dump());
+                if (!id.is_number_integer()) fail(where, " (", a.name, "): \"input_ids\" holds ", mplug_owl2::config_detail::Fields::describe(id));
                 a.ids.push_back(id.get<std::int64_t>());
             }
         } else {
@@ -144,7 +145,7 @@ inline std::vector<AblateCase> read_cases(const std::string& path, const mplug_o
         if (c.contains("image_aspect_ratio") && !c["image_aspect_ratio"].is_null()) {
             const nlohmann::json& r = c["image_aspect_ratio"];
             if (!r.is_string() || (r != "pad" && r != "resize"))
-                fail(where, " (", a.name, "): image_aspect_ratio ", r.dump(), ", expected \"pad\" or \"resize\"");
+                fail(where, " (", a.name, "): image_aspect_ratio ", mplug_owl2::config_detail::Fields::describe(r), ", expected \"pad\" or \"resize\"");
             a.aspect = r.get<std::string>();
         }
         cases.push_back(std::move(a));
@@ -266,10 +267,11 @@ std::int64_t argmax(const T* x, std::size_t n) {
     return static_cast<std::int64_t>(std::max_element(x, x + n) - x);
 }
 
-// The case's ids against its images and the vocabulary, the error naming the case.
-inline void check_case_prompt(const AblateCase& c, const mplug_owl2::ModelConfig& config) {
+// The case's ids against its images, the vocabulary and the context, the error naming the case.
+inline void check_case_prompt(const AblateCase& c, const mplug_owl2::ModelConfig& config, std::size_t max_new_tokens) {
     try {
         mplug_owl2::check_prompt(c.ids, c.images.size(), static_cast<std::size_t>(config.text.vocab_size));
+        check_prompt_context(c.ids, max_new_tokens, config, "--max-new-tokens");
     } catch (const mplug_owl2::Error& e) {
         mplug_owl2::fail("case ", c.name, ": ", e.what());
     }
@@ -414,6 +416,7 @@ void run_ablate(const AblateOptions& o) {
     if (!o.out.empty() && !json && !ends_with(o.out, ".csv"))
         fail("--out ", o.out, ": expected a file name ending in .csv or .json");
     if (o.max_new_tokens == 0) fail("--max-new-tokens 0: the measures need at least the first answer token");
+    if (!o.out.empty()) check_output_file(o.out, "--out");
     const ModelConfig config = load_config(o.model.model_dir + "/config.json");
     std::unique_ptr<Tokenizer> tokenizer;
     if (std::ifstream(o.model.model_dir + "/tokenizer.model").good())
@@ -430,7 +433,7 @@ void run_ablate(const AblateOptions& o) {
                                    }),
                     cases.end());
     }
-    for (const AblateCase& c : cases) check_case_prompt(c, config);
+    for (const AblateCase& c : cases) check_case_prompt(c, config, o.max_new_tokens);
     const std::vector<Ablation> grid =
         ablation_grid(o, file_grid, static_cast<std::size_t>(config.text.num_hidden_layers));
     MplugOwl2LlamaForCausalLM<T> model = load_cli_model<T>(o.model, config);
@@ -442,13 +445,8 @@ void run_ablate(const AblateOptions& o) {
         rows.insert(rows.end(), some.begin(), some.end());
     }
 
-    // 3. the table
-    std::ofstream file;
-    if (!o.out.empty()) {
-        file.open(o.out);
-        if (!file) fail("--out ", o.out, ": cannot write");
-    }
-    std::ostream& out = o.out.empty() ? std::cout : file;
+    // 3. the table, on stdout or as a file written through a temporary name
+    std::ostringstream out;
     if (json) {
         nlohmann::json j = {{"model", o.model.model_dir},
                             {"dtype", o.model.dtype},
@@ -459,7 +457,10 @@ void run_ablate(const AblateOptions& o) {
     } else {
         write_csv(out, rows);
     }
-    if (!out) fail("--out ", o.out, ": write failed");
+    if (o.out.empty())
+        std::cout << out.str() << std::flush;
+    else
+        write_file_atomically(o.out, out.str());
 }
 
 }  // namespace ablate_detail
@@ -486,7 +487,8 @@ inline void register_ablate(CLI::App& app) {
     sub->add_option("--parts", o->parts,
                     "part choices: all, each (one per part) or parts joined by +, e.g. all,k_proj+v_proj "
                     "(default: the file's, else all)");
-    sub->add_option("--max-new-tokens", o->max_new_tokens, "length of the greedy answers compared (default 8)");
+    sub->add_option("--max-new-tokens", o->max_new_tokens, "length of the greedy answers compared (default 8)")
+        ->check(count_validator());
     sub->add_flag("--ignore-eos", o->ignore_eos, "do not stop the answers at the end-of-sequence id");
     sub->callback([o] { with_dtype(o->model, [&](auto tag) { run_ablate<decltype(tag)>(*o); }); });
 }

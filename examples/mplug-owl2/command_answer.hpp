@@ -205,6 +205,7 @@ void run_answer(const AnswerOptions& o) {
     const xt::xtensor<T, 4> pixels = image_pixels<T>(o.model, config, o.images);
     check_prompt(ids, pixels.shape(0), static_cast<std::size_t>(config.text.vocab_size));
     generation_config(o.gen);  // refuses bad generation options before the load
+    check_prompt_context(ids, o.gen.max_new_tokens, config, "--max-new-tokens");
     const auto start = Clock::now();
     const MplugOwl2LlamaForCausalLM<T> model = load_cli_model<T>(o.model, config);
     if (o.report.timings) std::cerr << "timings: model loaded in " << seconds_since(start) << " s\n";

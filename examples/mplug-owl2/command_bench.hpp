@@ -33,6 +33,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <time.h>
@@ -260,12 +261,25 @@ struct Figures {
 inline void run_bench(const BenchOptions& o) {
     using namespace mplug_owl2;
     using namespace bench_detail;
-    if (o.vision_layers < 0 || o.abstractor_layers < 0 || o.llm_layers < 0)
-        fail("bench: layer counts must not be negative");
-    if (o.text < 1) fail("bench: --text must be at least 1 (the BOS token)");
-    if (o.decode < 1) fail("bench: --decode must be at least 1");
-    if (o.threads < 1) fail("bench: --threads must be at least 1");
-    if (o.repeat < 1) fail("bench: --repeat must be at least 1");
+    // 0. the options: depths up to the release's, the prompt and decoding
+    //    within the context, threads within what a machine may run
+    const ModelConfig release;
+    for (auto [option, value, most] :
+         {std::tuple<const char*, int, int>{"--vision-layers", o.vision_layers, release.vision.num_hidden_layers},
+          {"--abstractor-layers", o.abstractor_layers, release.abstractor.num_hidden_layers},
+          {"--llm-layers", o.llm_layers, release.text.num_hidden_layers}})
+        if (value < 0 || value > most)
+            fail(option, " ", value, ": expected 0 to ", most, " layers (the release's depth)");
+    if (o.text < 1) fail("--text ", o.text, ": expected at least 1 (the BOS token)");
+    if (o.decode < 1) fail("--decode ", o.decode, ": expected at least 1");
+    const auto image_rows = static_cast<std::size_t>(release.abstractor.num_learnable_queries) + 1;
+    if (static_cast<std::size_t>(o.text) + image_rows > max_positions(release.text))
+        fail("--text ", o.text, ": with the image's ", image_rows, " positions the prompt exceeds the ",
+             max_positions(release.text), " positions of the model (max_position_embeddings)");
+    check_context(static_cast<std::size_t>(o.text) + image_rows, static_cast<std::size_t>(o.decode), release.text,
+                  "--decode");
+    if (o.threads < 1 || o.threads > 1024) fail("--threads ", o.threads, ": expected 1 to 1024");
+    if (o.repeat < 1) fail("--repeat ", o.repeat, ": expected at least 1");
 
     // 1. threads: OpenBLAS's and the pool's (the two never run at once)
     openblas_set_num_threads(o.threads);

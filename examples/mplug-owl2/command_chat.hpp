@@ -10,6 +10,11 @@
 //
 // Like the official CLI it samples at temperature 0.2 unless told otherwise
 // (--temperature 0 is greedy); turn k draws with seed --seed + k.
+//
+// The context: --max-new-tokens must leave room for a prompt (it is refused
+// at the start if it reaches max_position_embeddings); as the history grows,
+// a reply stops where the context is full, and a turn whose prompt alone
+// exceeds it ends the chat with an error.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -48,6 +53,10 @@ void run_chat(const ChatOptions& o, std::istream& in, std::ostream& out) {
     const std::unique_ptr<Tokenizer> tok = require_tokenizer(o.model.model_dir, "");
     const xt::xtensor<T, 4> pixels = image_pixels<T>(o.model, config, o.images);
     generation_config(o.gen);  // refuses bad generation options before the load
+    if (o.gen.max_new_tokens >= max_positions(config.text))
+        fail("--max-new-tokens ", o.gen.max_new_tokens, ": leaves no room for a prompt in the ",
+             max_positions(config.text), " positions the model allows (max_position_embeddings ",
+             config.text.max_position_embeddings, ")");
     const auto start = Clock::now();
     const MplugOwl2LlamaForCausalLM<T> model = load_cli_model<T>(o.model, config);
     if (o.report.timings) std::cerr << "timings: model loaded in " << seconds_since(start) << " s\n";
@@ -68,6 +77,8 @@ void run_chat(const ChatOptions& o, std::istream& in, std::ostream& out) {
         const std::vector<int> prompt = tok->encode_prompt(conv.prompt());
         GenerateOptions gen = o.gen;
         gen.seed += turn;
+        check_context(prompt_positions(std::vector<std::int64_t>(prompt.begin(), prompt.end()), config), 0, config.text,
+                      "--max-new-tokens");
         const std::vector<std::int64_t> reply = answer_turn(
             model, tok.get(), std::vector<std::int64_t>(prompt.begin(), prompt.end()), features, gen, o.report, out);
         conv.set_reply(strip(tok->decode(to_int(reply), false)));

@@ -14,22 +14,29 @@
 // tables, which are those the abstractor computes (abstractor/sincos_pos_embed.hpp),
 // so that stored and rebuilt tables agree as in the release. Tensors are made
 // one at a time while the shards are written, so memory stays at about the
-// largest tensor, whatever the model's size.
+// largest tensor, whatever the model's size. Every file is written through a
+// temporary name and renamed when complete, config.json last; when a write
+// fails, the files this run added (and the folder, if it made it) are removed.
 #pragma once
 
 #include <CLI/CLI.hpp>
+
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common_options.hpp"
 #include "mplug_owl2/abstractor/sincos_pos_embed.hpp"
+#include "mplug_owl2/io/atomic_file.hpp"
 #include "mplug_owl2/io/checkpoint.hpp"
 #include "mplug_owl2/io/checkpoint_layout.hpp"
 #include "mplug_owl2/io/config.hpp"
@@ -210,11 +217,45 @@ struct SynthOptions {
     std::uint64_t seed = 0;
 };
 
-inline void write_text(const std::string& path, const std::string& text) {
-    std::ofstream f(path, std::ios::binary);
-    if (!f) mplug_owl2::fail(path, ": cannot write");
-    f << text;
-    if (!f) mplug_owl2::fail(path, ": write failed");
+// The entries of a folder.
+inline std::set<std::string> folder_entries(const std::string& dir) {
+    std::set<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) out.insert(e.path().filename().string());
+    return out;
+}
+
+// The files of the checkpoint, each through a temporary name, config.json
+// last: a folder without it is visibly incomplete.
+inline void write_synth_files(const SynthOptions& o, const mplug_owl2::ModelConfig& config, mplug_owl2::DType dtype,
+                              const mplug_owl2::Tokenizer* tok) {
+    using namespace mplug_owl2;
+    namespace fs = std::filesystem;
+    // 1. the weights, tensor by tensor
+    const SyntheticSource src(config, dtype, o.seed);
+    const auto shards = o.single_file ? std::vector<std::vector<std::string>>{src.names()}
+                                      : shards_by_decoder_layer(src.names());
+    save_checkpoint(src, o.out, o.layout == "safetensors" ? CheckpointFormat::Safetensors : CheckpointFormat::PyTorch,
+                    dtype, shards);
+
+    // 2. the tokenizer files, when given
+    if (tok) {
+        const fs::path from = fs::path(o.tokenizer);
+        const fs::path dir = fs::is_directory(from) ? from : from.parent_path();
+        copy_file_atomically((fs::is_directory(from) ? dir / "tokenizer.model" : from).string(),
+                             (fs::path(o.out) / "tokenizer.model").string());
+        for (const char* f : {"tokenizer_config.json", "special_tokens_map.json"})
+            if (fs::exists(dir / f)) copy_file_atomically((dir / f).string(), (fs::path(o.out) / f).string());
+    } else {
+        std::cerr << "note: no tokenizer.model written (a real one cannot be made): give the prompt as ids "
+                     "(answer --prompt-ids, trace --input-ids) or copy the release's tokenizer files\n";
+    }
+
+    // 3. the configuration files
+    const char* torch_dtype = dtype == DType::F16 ? "float16" : dtype == DType::BF16 ? "bfloat16" : "float32";
+    write_file_atomically(o.out + "/preprocessor_config.json", preprocessor_json(config).dump(2) + "\n");
+    write_file_atomically(o.out + "/config.json", config_json(config, torch_dtype).dump(2) + "\n");
+    std::cout << o.out << ": " << src.names().size() << " tensors in " << shards.size() << " file"
+              << (shards.size() == 1 ? "" : "s") << "\n";
 }
 
 inline void run_synth_checkpoint(const SynthOptions& o) {
@@ -231,39 +272,25 @@ inline void run_synth_checkpoint(const SynthOptions& o) {
                  config.text.vocab_size);
     }
     std::error_code ec;
+    const bool created = !fs::exists(o.out, ec);
     fs::create_directories(o.out, ec);
-    if (!fs::is_directory(o.out)) fail("--out ", o.out, ": cannot create the folder");
+    if (!fs::is_directory(o.out, ec)) fail("--out ", o.out, ": cannot create the folder");
+    if (::access(o.out.c_str(), W_OK) != 0) fail("--out ", o.out, ": the folder is not writable");
     for (const char* f : {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                           "pytorch_model.bin.index.json"})
         if (fs::exists(fs::path(o.out) / f))
             fail("--out ", o.out, ": already holds a checkpoint (", f, "); give an empty or new folder");
 
-    // 2. the configuration files
-    const char* torch_dtype = dtype == DType::F16 ? "float16" : dtype == DType::BF16 ? "bfloat16" : "float32";
-    write_text(o.out + "/config.json", config_json(config, torch_dtype).dump(2) + "\n");
-    write_text(o.out + "/preprocessor_config.json", preprocessor_json(config).dump(2) + "\n");
-
-    // 3. the weights, tensor by tensor
-    const SyntheticSource src(config, dtype, o.seed);
-    const auto shards = o.single_file ? std::vector<std::vector<std::string>>{src.names()}
-                                      : shards_by_decoder_layer(src.names());
-    save_checkpoint(src, o.out, o.layout == "safetensors" ? CheckpointFormat::Safetensors : CheckpointFormat::PyTorch,
-                    dtype, shards);
-
-    // 4. the tokenizer files, when given
-    if (tok) {
-        const fs::path from = fs::path(o.tokenizer);
-        const fs::path dir = fs::is_directory(from) ? from : from.parent_path();
-        fs::copy_file(fs::is_directory(from) ? dir / "tokenizer.model" : from, fs::path(o.out) / "tokenizer.model",
-                      fs::copy_options::overwrite_existing);
-        for (const char* f : {"tokenizer_config.json", "special_tokens_map.json"})
-            if (fs::exists(dir / f)) fs::copy_file(dir / f, fs::path(o.out) / f, fs::copy_options::overwrite_existing);
-    } else {
-        std::cerr << "note: no tokenizer.model written (a real one cannot be made): give the prompt as ids "
-                     "(answer --prompt-ids, trace --input-ids) or copy the release's tokenizer files\n";
+    // 2. the files; on failure, whatever this run added to the folder goes
+    const std::set<std::string> before = folder_entries(o.out);
+    try {
+        write_synth_files(o, config, dtype, tok.get());
+    } catch (...) {
+        for (const auto& name : folder_entries(o.out))
+            if (!before.count(name)) fs::remove(fs::path(o.out) / name, ec);
+        if (created) fs::remove(o.out, ec);  // only if empty
+        throw;
     }
-    std::cout << o.out << ": " << src.names().size() << " tensors in " << shards.size() << " file"
-              << (shards.size() == 1 ? "" : "s") << "\n";
 }
 
 inline void register_synth_checkpoint(CLI::App& app) {
@@ -278,7 +305,7 @@ inline void register_synth_checkpoint(CLI::App& app) {
                      ->check(CLI::IsMember({"release", "small", "tiny"}));
     sub->add_option("--config", o->config, "a config.json to follow instead of --size")->excludes(size);
     sub->add_flag("--single-file", o->single_file, "one weights file instead of one shard per decoder layer plus one");
-    sub->add_option("--seed", o->seed, "seed of the random weights");
+    sub->add_option("--seed", o->seed, "seed of the random weights")->check(count_validator());
     sub->add_option("--tokenizer", o->tokenizer,
                     "tokenizer.model (or its folder) to copy, with tokenizer_config.json and special_tokens_map.json "
                     "beside it");

@@ -71,13 +71,15 @@ xt::xtensor<T, 4> trace_pixels(const TraceOptions& o, const mplug_owl2::ModelCon
 template <class T>
 void run_trace(const TraceOptions& o) {
     using namespace mplug_owl2;
-    // 1. the prompt, its images, then the model (checked in that order: the
-    //    model is the slow part)
+    // 1. the prompt, its images, the output path, then the model (checked in
+    //    that order: the model is the slow part)
     const ModelConfig config = load_config(o.model.model_dir + "/config.json");
     const std::vector<std::int64_t> ids = parse_ids(o.input_ids, "--input-ids");
     SafetensorsWriter out;
     const xt::xtensor<T, 4> pixels = trace_pixels<T>(o, config, out);
     check_prompt(ids, pixels.shape(0), static_cast<std::size_t>(config.text.vocab_size));
+    check_prompt_context(ids, o.generate, config, "--generate");
+    check_output_file(o.out, "--out");
     const MplugOwl2LlamaForCausalLM<T> model = load_cli_model<T>(o.model, config);
 
     // 2. the prompt's forward pass, recorded; names reported more than once are counted
@@ -94,15 +96,12 @@ void run_trace(const TraceOptions& o) {
     hooks.remove(counter);
 
     // 3. greedy steps through the cache, each feeding the previous choice
-    if (cache.length + o.generate > max_positions(config.text))
-        fail("--generate ", o.generate, ": the prompt's ", cache.length, " positions plus ", o.generate,
-             " steps exceed the ", max_positions(config.text), " positions the config allows");
     GenerationConfig g;
     g.max_new_tokens = o.generate;
     g.stop_at_eos = false;
     const Generation<T> gen = model.generate(logits, cache, g, hooks);
 
-    // 4. the file
+    // 4. the file (through a temporary name, renamed when complete)
     for (const auto& kv : recorder.records())
         if (reports[kv.first] == 1) out.add(kv.first, kv.second.shape, kv.second.values.data());
     out.add("decoder.modality_indicators", {in.modality_indicators.size()}, in.modality_indicators.data());
@@ -121,7 +120,8 @@ inline void register_trace(CLI::App& app) {
     auto* image = sub->add_option("--image", o->images, "image file for the next -200 marker (repeatable, in order)");
     sub->add_option("--pixels", o->pixels, "safetensors file with pixel_values [N,3,S,S] (float32), used as is")
         ->excludes(image);
-    sub->add_option("--generate", o->generate, "greedy decoding steps through the key/value cache");
+    sub->add_option("--generate", o->generate, "greedy decoding steps through the key/value cache")
+        ->check(count_validator());
     sub->add_flag("--attention", o->attention,
                   "also write the attention probabilities of the decoder and the abstractor (…probs)");
     sub->callback([o] {

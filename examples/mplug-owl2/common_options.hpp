@@ -8,7 +8,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -61,6 +65,33 @@ std::string ids_text(const std::vector<Int>& ids) {
     std::string s;
     for (std::size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
     return s;
+}
+
+// Refuses an output file that cannot be written, before any work is done:
+// its folder must exist and be writable, and the path must not be a folder.
+// (The file itself is written through a temporary name and renamed.)
+inline void check_output_file(const std::string& path, const std::string& what) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path p(path);
+    const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+    if (fs::is_directory(p, ec)) mplug_owl2::fail(what, " ", path, ": is a folder, expected a file name");
+    if (!fs::exists(dir, ec)) mplug_owl2::fail(what, " ", path, ": the folder ", dir.string(), " does not exist");
+    if (!fs::is_directory(dir, ec)) mplug_owl2::fail(what, " ", path, ": ", dir.string(), " is not a folder");
+    if (::access(dir.c_str(), W_OK) != 0)
+        mplug_owl2::fail(what, " ", path, ": the folder ", dir.string(), " is not writable");
+}
+
+// For options holding counts: CLI11 reads "-1" into an unsigned option as
+// its largest value, so a sign is refused (as a usage error).
+inline CLI::Validator count_validator() {
+    return CLI::Validator(
+        [](std::string& s) {
+            const auto first = s.find_first_not_of(" \t");
+            return first != std::string::npos && s[first] == '-' ? "expected a count (0 or more), found " + s
+                                                                 : std::string();
+        },
+        "COUNT");
 }
 
 // ---- the model ----------------------------------------------------------------------
@@ -184,18 +215,22 @@ struct GenerateOptions {
 inline void add_generate_options(CLI::App* sub, GenerateOptions& o) {
     std::ostringstream temperature;
     temperature << "0: greedy; above 0: sample at this temperature (default " << o.temperature << ")";
-    sub->add_option("--max-new-tokens", o.max_new_tokens, "most tokens to generate (default 512)");
+    sub->add_option("--max-new-tokens", o.max_new_tokens, "most tokens to generate (default 512)")
+        ->check(count_validator());
     sub->add_option("--temperature", o.temperature, temperature.str());
-    sub->add_option("--top-k", o.top_k, "sampling: keep the k most likely tokens (0: all)");
+    sub->add_option("--top-k", o.top_k, "sampling: keep the k most likely tokens (0: all)")
+        ->check(count_validator());
     sub->add_option("--top-p", o.top_p, "sampling: keep the most likely tokens up to this probability (1: all)");
-    sub->add_option("--seed", o.seed, "sampling: seed of the random draws");
+    sub->add_option("--seed", o.seed, "sampling: seed of the random draws")->check(count_validator());
 }
 
 // The generation settings of the options: greedy at temperature 0 (the
 // official evaluation), else sampling; stops at config.json's end-of-sequence ids.
 inline mplug_owl2::GenerationConfig generation_config(const GenerateOptions& o) {
     using namespace mplug_owl2;
-    if (!(o.temperature >= 0)) fail("--temperature ", o.temperature, ": expected 0 (greedy) or a positive number");
+    if (!(o.temperature >= 0) || !std::isfinite(o.temperature))
+        fail("--temperature ", o.temperature, ": expected 0 (greedy) or a positive number");
+    if (!(o.top_p >= 0 && o.top_p <= 1)) fail("--top-p ", o.top_p, ": expected a number in [0, 1]");
     if (o.temperature == 0 && (o.top_k != 0 || o.top_p != 1.0))
         fail("--top-k and --top-p shape sampling: give --temperature above 0 as well");
     GenerationConfig g;
@@ -208,6 +243,13 @@ inline mplug_owl2::GenerationConfig generation_config(const GenerateOptions& o) 
     g.sampling.seed = o.seed;
     g.sampling.check();
     return g;
+}
+
+// Refuses a prompt longer than the context, or a token budget that does not
+// fit after it, naming the budget's option and the limit.
+inline void check_prompt_context(const std::vector<std::int64_t>& ids, std::size_t budget,
+                                 const mplug_owl2::ModelConfig& config, const std::string& budget_option) {
+    mplug_owl2::check_context(mplug_owl2::prompt_positions(ids, config), budget, config.text, budget_option);
 }
 
 }  // namespace cli

@@ -11,6 +11,7 @@
 
 #include <exception>
 #include <iostream>
+#include <string>
 
 #include "command_ablate.hpp"
 #include "command_answer.hpp"
@@ -19,6 +20,14 @@
 #include "command_info.hpp"
 #include "command_synth_checkpoint.hpp"
 #include "command_trace.hpp"
+
+// The message as one line: text quoted from input (an id list, a file's
+// contents) may hold line breaks.
+static std::string one_line(std::string message) {
+    for (char& c : message)
+        if (c == '\n' || c == '\r') c = ' ';
+    return message;
+}
 
 int main(int argc, char** argv) {
     CLI::App app{"mPLUG-Owl2 in C++: run, trace and study the model"};
@@ -38,10 +47,10 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForAllHelp& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        std::cerr << "error: " << e.what() << "\n";
+        std::cerr << "error: " << one_line(e.what()) << "\n";
         return 1;
     } catch (const std::exception& e) {
-        std::cerr << "error: " << e.what() << "\n";
+        std::cerr << "error: " << one_line(e.what()) << "\n";
         return 2;
     }
     return 0;

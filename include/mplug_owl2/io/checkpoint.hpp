@@ -76,12 +76,18 @@ inline std::unique_ptr<TensorSource> open_weights_file(const std::string& path) 
 // Shards listed by an index file, seen as one source.
 class ShardedCheckpoint : public TensorSource {
 public:
+    // The release's index (33 shards, ~700 tensors) is ~50 KB.
+    static constexpr std::size_t kMaxIndexBytes = std::size_t(64) << 20;
+
     explicit ShardedCheckpoint(const std::string& index_path) : index_path_(index_path) {
         using checkpoint_detail::join;
-        std::ifstream in(index_path);
-        if (!in) fail(index_path, ": cannot open");
-        nlohmann::json index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-        if (index.is_discarded() || !index.is_object()) fail(index_path, ": not a JSON object");
+        const MappedFile index_file(index_path);
+        if (index_file.size() > kMaxIndexBytes)
+            fail(index_path, ": ", index_file.size(), " bytes, over the limit of ", kMaxIndexBytes, " for an index file");
+        const char* text = reinterpret_cast<const char*>(index_file.data());
+        nlohmann::json index = nlohmann::json::parse(text, text + index_file.size(), nullptr, /*allow_exceptions=*/false);
+        if (index.is_discarded()) fail(index_path, ": not valid JSON");
+        if (!index.is_object()) fail(index_path, ": not a JSON object");
         if (!index.contains("weight_map") || !index["weight_map"].is_object())
             fail(index_path, ": no \"weight_map\" object");
 
@@ -91,8 +97,12 @@ public:
             if (!it.value().is_string()) fail(index_path, ": weight_map entry ", it.key(), " is not a file name");
             const std::string file = it.value().get<std::string>();
             if (file.empty() || file.front() == '/' || file == ".." || file.compare(0, 3, "../") == 0 ||
-                file.find("/../") != std::string::npos)
+                file.find("/../") != std::string::npos ||
+                (file.size() >= 3 && file.compare(file.size() - 3, 3, "/..") == 0))
                 fail(index_path, ": weight_map entry ", it.key(), " names shard \"", file, "\" outside the folder");
+            // The file system would read the name up to its first NUL byte only.
+            if (file.find('\0') != std::string::npos)
+                fail(index_path, ": weight_map entry ", it.key(), " names a shard with a NUL byte in its name");
             listed[file].push_back(it.key());
         }
         if (listed.empty()) fail(index_path, ": the weight_map is empty");

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/error.hpp"
+#include "mapped_file.hpp"
 
 namespace mplug_owl2 {
 
@@ -118,12 +119,14 @@ public:
         if (!present(key)) return;
         const auto& v = j_[key];
         if (!v.is_number_integer()) bad(key, "an integer", v);
+        if (v.is_number_unsigned() && v.get<unsigned long long>() > 9223372036854775807ULL)
+            bad(key, "a 64-bit integer", v);
         out = v.get<long long>();
     }
     void get(const char* key, double& out) const {
         if (!present(key)) return;
         const auto& v = j_[key];
-        if (!v.is_number()) bad(key, "a number", v);
+        if (!v.is_number() || !std::isfinite(v.get<double>())) bad(key, "a finite number", v);
         out = v.get<double>();
     }
     void get(const char* key, bool& out) const {
@@ -140,7 +143,17 @@ public:
     }
 
     [[noreturn]] void bad(const std::string& key, const std::string& expected, const nlohmann::json& v) const {
-        fail(where_, key, ": expected ", expected, ", found ", v.dump());
+        fail(where_, key, ": expected ", expected, ", found ", describe(v));
+    }
+    // A found value for a message: scalars as written (long strings cut),
+    // arrays and objects by their size, never dumped whole (a deeply nested
+    // one would exhaust the stack in dump()).
+    static std::string describe(const nlohmann::json& v) {
+        if (v.is_array()) return "an array of " + std::to_string(v.size()) + " entries";
+        if (v.is_object()) return "an object of " + std::to_string(v.size()) + " fields";
+        std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        if (s.size() > 80) s = s.substr(0, 77) + "...";
+        return s;
     }
     std::string path(const std::string& key) const { return where_ + key; }
 
@@ -185,6 +198,9 @@ inline VisionConfig parse_vision(const nlohmann::json& j) {
             "must divide hidden_size " + std::to_string(c.hidden_size));
     require(c.patch_size > 0, p + "patch_size", "must be positive");
     require(c.image_size >= c.patch_size, p + "image_size", "must be at least patch_size");
+    // The patch count is an int: at most 46340 patches per side.
+    require(c.grid() <= 46340, p + "image_size",
+            "image_size / patch_size is " + std::to_string(c.grid()) + " patches per side, more than 46340");
     require(c.num_channels == 3, p + "num_channels", "must be 3 (the patch embedding reads RGB)");
     require(c.layer_norm_eps > 0, p + "layer_norm_eps", "must be positive");
     require(known_activation(c.hidden_act), p + "hidden_act", "unsupported activation " + c.hidden_act);
@@ -272,7 +288,8 @@ inline TextConfig parse_text(const nlohmann::json& j) {
         Fields rf(r, "rope_scaling.");
         rf.get("type", s.type);
         require(s.type == "linear" || s.type == "dynamic", "rope_scaling.type",
-                "must be linear or dynamic, found " + (r.contains("type") ? r["type"].dump() : std::string("nothing")));
+                "must be linear or dynamic, found " +
+                    (r.contains("type") ? config_detail::Fields::describe(r["type"]) : std::string("nothing")));
         if (!r.contains("factor") || !r["factor"].is_number_float())
             rf.bad("factor", "a float > 1", r.contains("factor") ? r["factor"] : nlohmann::json());
         s.factor = r["factor"].get<double>();
@@ -332,18 +349,29 @@ inline ModelConfig parse_config(const std::string& text, const std::string& orig
         config_detail::require(c.abstractor.encoder_hidden_size == c.vision.hidden_size,
                                "visual_config.visual_abstractor.encoder_hidden_size",
                                "must equal the vision hidden_size " + std::to_string(c.vision.hidden_size));
+        // The abstractor's key positions (grid_size², plus CLS) are added to
+        // the vision output row by row: their counts must agree, checked here
+        // before a table of grid_size² rows is ever built.
+        const long long keys = static_cast<long long>(c.abstractor.grid_size) * c.abstractor.grid_size +
+                               (c.abstractor.use_cls_token ? 1 : 0);
+        config_detail::require(keys == c.vision.seq_len(), "visual_config.visual_abstractor.grid_size",
+                               "grid_size " + std::to_string(c.abstractor.grid_size) + " gives " +
+                                   std::to_string(keys) + " key positions, the vision encoder yields " +
+                                   std::to_string(c.vision.seq_len()) + " per image");
         return c;
     } catch (const Error& e) {
         fail(origin, ": ", e.what());
     }
 }
 
+// A config.json is a few kilobytes; anything past this limit is not one.
+constexpr std::size_t kMaxConfigBytes = std::size_t(16) << 20;
+
 inline ModelConfig load_config(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, ": cannot open");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return parse_config(s.str(), path);
+    MappedFile file(path);
+    if (file.size() > kMaxConfigBytes)
+        fail(path, ": ", file.size(), " bytes, over the limit of ", kMaxConfigBytes, " for a config.json");
+    return parse_config(std::string(reinterpret_cast<const char*>(file.data()), file.size()), path);
 }
 
 }  // namespace mplug_owl2

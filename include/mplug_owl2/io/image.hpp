@@ -9,7 +9,8 @@
 //   16-bit PNGs keep their high byte as in PIL;
 // - GIF, first frame: gif_decoder.hpp; PNM (P1-P6): pnm_decoder.hpp.
 // Every decoder checks the size the file claims against `max_pixels` before
-// it allocates anything for the pixels.
+// it allocates anything for the pixels, and no decoder's buffers grow past
+// what that size needs (a PNG whose data inflates further is refused).
 #pragma once
 
 #include <algorithm>
@@ -94,6 +95,21 @@ inline std::size_t tga_uncompressed_size(const std::uint8_t* d, std::size_t size
     return 18 + d[0] + map_bytes + w * h * ((d[16] + 7) / 8);
 }
 
+// Sets stb_image's allocation budget for one decode, and restores it.
+class StbBudget {
+public:
+    explicit StbBudget(std::size_t bytes) : saved_(stb_detail::budget) {
+        stb_detail::budget = bytes;
+        stb_detail::over_budget = false;
+    }
+    ~StbBudget() { stb_detail::budget = saved_; }
+    StbBudget(const StbBudget&) = delete;
+    StbBudget& operator=(const StbBudget&) = delete;
+
+private:
+    std::size_t saved_;
+};
+
 enum class StbFormat { Png, Bmp, Tga };
 
 // PNG, BMP, TGA through stb_image.
@@ -118,12 +134,19 @@ inline RgbImage decode_with_stb(const std::uint8_t* data, std::size_t size, cons
     if (format == StbFormat::Tga && size < tga_uncompressed_size(data, size))
         fail(name, ": truncated TGA (", tga_uncompressed_size(data, size), " bytes expected, ", size, " present)");
 
-    // 2. Decode. PIL opens a 16-bit gray PNG as 32-bit mode "I", and
-    //    convert("RGB") clips it to 0..255; stb_image would keep the high byte.
+    // 2. Decode, no stb_image buffer larger than twice the file plus twice
+    //    what the pixels need at 16 bits and 4 channels (stb_image.hpp says
+    //    why; a PNG's data buffer grows by doubling to the file's size). PIL
+    //    opens a 16-bit gray PNG as 32-bit mode "I", and convert("RGB") clips
+    //    it to 0..255; stb_image would keep the high byte.
+    const StbBudget budget(2 * size + 2 * (n * 8 + img.height) + (std::size_t(1) << 20));
     StbSource src{data, size};
     const stbi_io_callbacks io{StbSource::read, StbSource::skip, StbSource::eof};
     int dw = 0, dh = 0;
     auto check = [&](const void* p) {
+        if (!p && stb_detail::over_budget)
+            fail(name, ": corrupt image (its compressed data expands past the ", w, "x", h,
+                 " pixels of its header)");
         if (!p) fail(name, ": corrupt image (", stbi_failure_reason(), ")");
         if (src.overrun) fail(name, ": truncated image (the data ends before the last pixel)");
         if (dw != w || dh != h) fail(name, ": decoded size differs from the header");

@@ -86,7 +86,16 @@ inline RgbImage decode_jpeg(const std::uint8_t* data, std::size_t size, const st
                             std::size_t max_pixels) {
     using namespace jpeg_detail;
     Decompressor d;
-    if (!read_header(d, data, size)) fail(name, ": not a readable JPEG (", d.err.message, ")");
+    if (!read_header(d, data, size)) {
+        // libjpeg refuses sides above JPEG_MAX_DIMENSION (65500) once it has
+        // read the frame header: report that size against our own budget first.
+        if (d.err.pub.msg_code == JERR_IMAGE_TOO_BIG) {
+            check_image_size(d.cinfo.image_width, d.cinfo.image_height, max_pixels, name);
+            fail(name, ": image of ", d.cinfo.image_width, "x", d.cinfo.image_height,
+                 " pixels exceeds the limit of ", JPEG_MAX_DIMENSION, " pixels per side of libjpeg");
+        }
+        fail(name, ": not a readable JPEG (", d.err.message, ")");
+    }
     const int components = d.cinfo.num_components;
     if (components != 1 && components != 3 && components != 4)
         fail(name, ": JPEG with ", components, " components (PIL reads 1, 3 or 4)");

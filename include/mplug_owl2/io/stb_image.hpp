@@ -12,6 +12,39 @@
 #error "stb_image.h was included before mplug_owl2/io/stb_image.hpp in this translation unit; the library compiles its own private copy, include only one of them per translation unit"
 #endif
 
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+
+namespace mplug_owl2 {
+namespace stb_detail {
+// stb_image sizes its buffers from the header, which the library checks
+// first, except one: a PNG's compressed data may inflate to far more than its
+// header's pixels need (a decompression bomb), and stb_image grows the
+// buffer to hold it all. Every allocation it makes goes through these, and
+// one larger than `budget` (set around each decode) fails instead.
+inline thread_local std::size_t budget = SIZE_MAX;
+inline thread_local bool over_budget = false;
+inline void* allocate(std::size_t n) {
+    if (n > budget) {
+        over_budget = true;
+        return nullptr;
+    }
+    return std::malloc(n);
+}
+inline void* reallocate(void* p, std::size_t n) {
+    if (n > budget) {
+        over_budget = true;
+        return nullptr;
+    }
+    return std::realloc(p, n);
+}
+}  // namespace stb_detail
+}  // namespace mplug_owl2
+
+#define STBI_MALLOC(sz) ::mplug_owl2::stb_detail::allocate(sz)
+#define STBI_REALLOC(p, newsz) ::mplug_owl2::stb_detail::reallocate(p, newsz)
+#define STBI_FREE(p) std::free(p)
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_PNG
@@ -45,3 +78,6 @@
 #undef STBI_NO_STDIO
 #undef STBI_NO_LINEAR
 #undef STBI_NO_HDR
+#undef STBI_MALLOC
+#undef STBI_REALLOC
+#undef STBI_FREE

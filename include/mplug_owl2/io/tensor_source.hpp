@@ -140,7 +140,7 @@ public:
         while (stored.size() > expected.size() && stored.front() == 1) stored.erase(stored.begin());
         if (stored != expected)
             fail("tensor ", name, " in ", src_.origin(name), ": expected shape ", shape_str(expected),
-                 ", found ", shape_str(info.shape));
+                 ", found ", shape_str(info.shape), transposed_hint(stored, expected));
         if (info.dtype == DType::I64 || info.dtype == DType::I32 || info.dtype == DType::I16 ||
             info.dtype == DType::I8 || info.dtype == DType::U8 || info.dtype == DType::BOOL)
             fail("tensor ", name, " in ", src_.origin(name), ": expected a floating-point dtype, found ",
@@ -186,7 +186,7 @@ public:
         const TensorInfo& info = lookup(name, {rows, cols});
         if (info.shape != Shape{rows, cols})
             fail("tensor ", name, " in ", src_.origin(name), ": expected shape ", shape_str({rows, cols}), ", found ",
-                 shape_str(info.shape));
+                 shape_str(info.shape), transposed_hint(info.shape, {rows, cols}));
         if (info.dtype != DType::F16 && info.dtype != DType::BF16)
             fail("tensor ", name, " in ", src_.origin(name), ": expected F16 or BF16, found ", dtype_name(info.dtype));
         used_.insert(name);
@@ -206,6 +206,13 @@ public:
     const TensorSource& source() const { return src_; }
 
 private:
+    // A matrix stored transposed ([in, out] for a Linear weight) is a common conversion slip: say so.
+    static std::string transposed_hint(const Shape& found, const Shape& expected) {
+        const bool transposed = found.size() == 2 && expected.size() == 2 && found[0] == expected[1] &&
+                                found[1] == expected[0];
+        return transposed ? " (the transpose of the expected shape)" : "";
+    }
+
     const TensorInfo& lookup(const std::string& name, const Shape& expected) const {
         const TensorInfo* info = src_.find(name);
         if (!info)

@@ -3,11 +3,8 @@
 //   - few rows (decoding): kernels/gemv.hpp, each weight converted in
 //     registers while it streams from memory (AVX-512 CPUs); memory
 //     bandwidth is the limit.
-//   - a prompt's rows (16 to 512, AVX-512): the transposed product of
-//     kernels/weight_gemm.hpp, yᵀ = W · xᵀ, with x packed once and the
-//     threads taking blocks of 56 weight rows in turn, each converted into
-//     the thread's own float buffer (cache-sized) and multiplied there, so
-//     conversion and products interleave;
+//   - a prompt's rows (9 to 512, AVX-512): kernels/prompt_gemm.hpp, the
+//     weights converted to float slice by slice as they are packed;
 //   - otherwise: blocks of weight rows are converted into a float buffer,
 //     each multiplied as float weights (kernels/weight_gemm.hpp).
 #pragma once
@@ -25,6 +22,7 @@
 #include "../core/parallel.hpp"
 #include "gemv.hpp"
 #include "sgemm.hpp"
+#include "prompt_gemm.hpp"
 #include "weight_gemm.hpp"
 
 namespace mplug_owl2 {
@@ -63,34 +61,6 @@ inline void halves_to_float(DType dt, const std::uint8_t* src, std::size_t n, fl
         convert_elements<float>(dt, src, n, dst);
 }
 
-// The transposed product with half weights (see above); needs cpu_has_avx512f().
-inline void gemm_half_transposed(const float* x, std::size_t L, const HalfMatrix& w, float beta, float* y,
-                                 std::size_t ldy, ThreadPool& pool) {
-    const std::size_t N = w.rows, K = w.cols;
-    constexpr std::size_t kRows = 56;  // weight rows per task: 4 of the micro-kernel's 14-row tiles
-    // 1. xᵀ [K, L] packed once, shared by the threads
-    thread_local PackedB x_packed;
-    PackedB& xp = x_packed;  // the caller's, also in the pool's threads
-    xp.pack(true, K, L, x, K, &pool);
-    // 2. yᵀ [N, L], block by block: convert, multiply
-    thread_local std::vector<float> yt_storage;
-    yt_storage.resize(N * L);
-    float* const yt = yt_storage.data();
-    const std::size_t blocks = (N + kRows - 1) / kRows;
-    std::atomic<std::size_t> next{0};
-    pool.parallel_for(pool.size(), [&](std::size_t, std::size_t) {
-        thread_local std::vector<float> rows;  // this thread's converted block
-        rows.resize(kRows * K);
-        for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
-            const std::size_t j0 = b * kRows, nb = std::min(kRows, N - j0);
-            halves_to_float(w.dtype, w.data + 2 * j0 * K, nb * K, rows.data());
-            gemm_packed(false, nb, 1.f, rows.data(), K, xp, 0, xp.panels(), 0.f, yt + j0 * L, L);
-        }
-    });
-    // 3. y = ytᵀ + beta · y
-    add_transposed(yt, L, N, beta, y, ldy, pool);
-}
-
 // y[L, N] = x[L, K] · Wᵀ + beta · y, W half [N, K], y with row stride ldy.
 template <class T>
 void gemm_half_nt(const T* x, std::size_t L, const HalfMatrix& w, T beta, T* y, std::size_t ldy,
@@ -99,7 +69,7 @@ void gemm_half_nt(const T* x, std::size_t L, const HalfMatrix& w, T beta, T* y, 
     if (L == 0 || N == 0) return;
     if constexpr (std::is_same<T, float>::value) {
         if (gemv_applies(L)) return gemv_nt(x, L, w, beta, y, ldy, pool);
-        if (transposed_applies(L, N, K)) return gemm_half_transposed(x, L, w, beta, y, ldy, pool);
+        if (prompt_gemm_applies(L, N, K)) return prompt_gemm_half_nt(x, L, w, beta, y, ldy, pool);
     }
     // Blocks of 1024 weight rows (or of 1M weights when rows are short)
     // converted to T, each multiplied into its columns of y: enough rows for

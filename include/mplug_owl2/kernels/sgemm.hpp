@@ -78,15 +78,11 @@ private:
     std::size_t cap_ = 0;
 };
 
-// dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols (both ≤ 16): a
-// block transposed in registers; lanes i ≥ rows are stored as 0, only lanes
-// in `lanes` are stored.
-__attribute__((target("avx512f"))) inline void transpose16(const float* src, std::size_t lds, std::size_t rows,
-                                                            std::size_t cols, float* dst, std::size_t ldd,
-                                                            __mmask16 lanes) {
-    const __mmask16 in_cols = static_cast<__mmask16>((1u << cols) - 1);
-    __m512 r[16], t[16];
-    for (std::size_t i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(in_cols, src + i * lds) : _mm512_setzero_ps();
+// dst[j·ldd + i] = r[i][j] for j < cols: 16 rows of 16 floats transposed
+// in registers (r is overwritten), only lanes in `lanes` stored.
+__attribute__((target("avx512f"))) inline void transpose16_store(__m512 r[16], std::size_t cols, float* dst,
+                                                                  std::size_t ldd, __mmask16 lanes) {
+    __m512 t[16];
     // pairs of rows interleaved, then groups of four: u[4g + c] holds, in its
     // 128-bit lane l, column 4l + c of rows 4g .. 4g + 3
     for (std::size_t g = 0; g < 8; ++g) {
@@ -111,6 +107,17 @@ __attribute__((target("avx512f"))) inline void transpose16(const float* src, std
         t[12 + c] = _mm512_shuffle_f32x4(odd_lo, odd_hi, 0xDD);
     }
     for (std::size_t j = 0; j < cols; ++j) _mm512_mask_storeu_ps(dst + j * ldd, lanes, t[j]);
+}
+
+// dst[j·ldd + i] = src[i·lds + j] for i < rows, j < cols (both ≤ 16); lanes
+// i ≥ rows are stored as 0, only lanes in `lanes` are stored.
+__attribute__((target("avx512f"))) inline void transpose16(const float* src, std::size_t lds, std::size_t rows,
+                                                            std::size_t cols, float* dst, std::size_t ldd,
+                                                            __mmask16 lanes) {
+    const __mmask16 in_cols = static_cast<__mmask16>((1u << cols) - 1);
+    __m512 r[16];
+    for (std::size_t i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(in_cols, src + i * lds) : _mm512_setzero_ps();
+    transpose16_store(r, cols, dst, ldd, lanes);
 }
 
 // Packs op(A) rows [0, mc) × columns [0, kc) (A points at op(A)(0, 0)) into

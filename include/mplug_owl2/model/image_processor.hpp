@@ -178,7 +178,7 @@ inline int read_side(const nlohmann::json& j, const std::string& path, const cha
     const auto& v = j[key];
     auto as_int = [&](const nlohmann::json& x, const std::string& field) {
         if (!x.is_number_integer() || x.get<long long>() <= 0 || x.get<long long>() > (1 << 24))
-            fail(path, ": ", field, ": expected a positive integer, found ", x.dump());
+            fail(path, ": ", field, ": expected a positive integer, found ", config_detail::Fields::describe(x));
         return int(x.get<long long>());
     };
     if (v.is_number()) return as_int(v, key);
@@ -195,7 +195,7 @@ inline int read_side(const nlohmann::json& j, const std::string& path, const cha
     fail(path, ": ", key, ": expected an integer or ",
          shortest_edge ? "{\"shortest_edge\": n} (CLIPImageProcessor resizes the shortest edge)"
                        : "{\"height\": n, \"width\": n}",
-         ", found ", v.dump());
+         ", found ", config_detail::Fields::describe(v));
 }
 
 inline std::array<double, 3> read_triple(const nlohmann::json& j, const std::string& path, const char* key) {
@@ -203,7 +203,7 @@ inline std::array<double, 3> read_triple(const nlohmann::json& j, const std::str
     if (v.is_number()) return {v.get<double>(), v.get<double>(), v.get<double>()};
     if (v.is_array() && v.size() == 3 && v[0].is_number() && v[1].is_number() && v[2].is_number())
         return {v[0].get<double>(), v[1].get<double>(), v[2].get<double>()};
-    fail(path, ": ", key, ": expected a number or 3 numbers, found ", v.dump());
+    fail(path, ": ", key, ": expected a number or 3 numbers, found ", config_detail::Fields::describe(v));
 }
 
 }  // namespace image_processor_detail

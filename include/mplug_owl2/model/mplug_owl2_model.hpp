@@ -152,7 +152,11 @@ struct MplugOwl2LlamaForCausalLM {
         check_prompt(ids, pixels.shape(0), static_cast<std::size_t>(config.text.vocab_size));
         KVCache<T> cache = new_cache();
         const PreparedInputs<T> in = prepare_inputs(ids, encode_images(pixels, hooks), hooks);
-        cache.reserve(std::min(in.inputs_embeds.shape(0) + g.max_new_tokens, max_positions(config.text)));
+        // room for the budget up to the trained length (no further: with
+        // dynamic rope_scaling there is no limit, and the cache grows as it fills)
+        const std::size_t L = in.inputs_embeds.shape(0);
+        const auto trained = static_cast<std::size_t>(config.text.max_position_embeddings);
+        cache.reserve(L + std::min(g.max_new_tokens, trained > L ? trained - L : 0));
         return generate(prefill(in, cache, hooks), cache, g, hooks);
     }
 

@@ -18,9 +18,11 @@
 
 #include "../core/error.hpp"
 #include "../core/hooks.hpp"
+#include "../io/config.hpp"
 #include "../io/image_token.hpp"
 #include "../language/embedding.hpp"
 #include "../language/multiway.hpp"
+#include "../language/rotary_embedding.hpp"
 
 namespace mplug_owl2 {
 
@@ -56,6 +58,32 @@ inline void check_prompt(const std::vector<std::int64_t>& ids, std::size_t n_ima
     if (ids.size() == 1 && markers == 1)
         fail("input ids: a prompt of the image marker alone is not accepted (the official code treats a "
              "one-token prompt as a decoding step); add text, e.g. the BOS id");
+}
+
+// The decoder positions of a prompt: one per text id, the abstractor's
+// Q + 1 rows per image marker.
+inline std::size_t prompt_positions(const std::vector<std::int64_t>& ids, const ModelConfig& c) {
+    const std::size_t images = count_image_markers(ids);
+    const auto rows = static_cast<std::size_t>(c.abstractor.num_learnable_queries) + 1;
+    return ids.size() - images + images * rows;
+}
+
+// Throws unless a prompt of `positions` positions followed by `new_tokens`
+// generated ids (each fed through the cache: one position each) fits in the
+// positions the config allows. `budget` names the token budget in the
+// message, e.g. "--max-new-tokens".
+inline void check_context(std::size_t positions, std::size_t new_tokens, const TextConfig& c,
+                          const std::string& budget) {
+    const std::size_t limit = max_positions(c);
+    const std::string allowed = " positions the model allows (max_position_embeddings " +
+                                std::to_string(c.max_position_embeddings) +
+                                (c.rope_scaling ? " with " + c.rope_scaling->type + " rope_scaling)" : ")");
+    if (positions > limit)
+        fail("input ids: the prompt takes ", positions, " positions (text ids plus Q + 1 per image), more than the ",
+             limit, allowed);
+    if (new_tokens > limit - positions)
+        fail(budget, " ", new_tokens, ": the prompt's ", positions, " positions plus ", new_tokens,
+             " new tokens exceed the ", limit, allowed, "; at most ", limit - positions, " new tokens fit");
 }
 
 // ids with one marker per entry of image_features ([Q+1, D] each) -> the
