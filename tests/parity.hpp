@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mplug_owl2/io/config.hpp"
 #include "mplug_owl2/io/safetensors.hpp"
 
 namespace parity {
@@ -54,7 +55,9 @@ double relative_error(const A& ours, const B& ref) {
 class Case {
 public:
     explicit Case(const std::string& name, const std::string& model_dir = tiny_dir())
-        : name_(name), file_(std::make_unique<mplug_owl2::SafetensorsFile>(model_dir + "/" + name + ".safetensors")) {}
+        : name_(name),
+          model_dir_(model_dir),
+          file_(std::make_unique<mplug_owl2::SafetensorsFile>(model_dir + "/" + name + ".safetensors")) {}
 
     bool has(const std::string& tensor) const { return file_->find(tensor) != nullptr; }
     std::vector<std::string> names() const { return file_->names(); }
@@ -66,6 +69,21 @@ public:
     mplug_owl2::Shape shape(const std::string& tensor) const { return file_->find(tensor)->shape; }
     const mplug_owl2::SafetensorsFile& file() const { return *file_; }
     const std::string& name() const { return name_; }
+
+    // The preprocessed pixels of the case's first `n_images` images
+    // (image.<n>.pixel_values, [3, S, S] each) as one batch [n_images, 3, S, S];
+    // S is the model's image_size.
+    template <class T>
+    xt::xtensor<T, 4> pixel_values(std::size_t n_images) const {
+        const auto S = std::size_t(mplug_owl2::load_config(model_dir_ + "/config.json").vision.image_size);
+        xt::xtensor<T, 4> p = xt::xtensor<T, 4>::from_shape({n_images, 3, S, S});
+        for (std::size_t n = 0; n < n_images; ++n) {
+            const auto one = get("image." + std::to_string(n) + ".pixel_values");
+            REQUIRE(one.size() == 3 * S * S);
+            std::copy(one.begin(), one.end(), p.begin() + n * one.size());
+        }
+        return p;
+    }
 
     // Checks `ours` (any xtensor expression or container of the same number
     // of elements, in the reference's row-major order) against the tensor.
@@ -80,7 +98,7 @@ public:
     }
 
 private:
-    std::string name_;
+    std::string name_, model_dir_;
     std::unique_ptr<mplug_owl2::SafetensorsFile> file_;
 };
 

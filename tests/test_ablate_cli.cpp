@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli_run.hpp"
 #include "mplug_owl2/io/image.hpp"
 #include "mplug_owl2/io/tokenizer.hpp"
 #include "mplug_owl2/model/image_processor.hpp"
@@ -28,28 +29,10 @@ const std::string kCli = MPLUG_OWL2_CLI;
 const std::string kTmp = MPLUG_OWL2_TEST_TMP;
 const std::string kTiny = parity::tiny_dir();
 
-struct Run {
-    int code = -1;
-    std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+using cli_run::Run;
 
 Run ablate(const std::string& args, const std::string& tag, const std::string& model = kTiny) {
-    const std::string out = kTmp + "/ablate_" + tag + ".stdout", err = kTmp + "/ablate_" + tag + ".stderr";
-    const std::string cmd =
-        "'" + kCli + "' ablate --model '" + model + "' " + args + " > '" + out + "' 2> '" + err + "'";
-    const int status = std::system(cmd.c_str());
-    Run r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    return cli_run::run("ablate --model '" + model + "' " + args, "ablate_" + tag);
 }
 
 nlohmann::json read_json(const std::string& path) {
@@ -96,12 +79,7 @@ Measures measure(MplugOwl2LlamaForCausalLM<double>& m, const std::string& case_n
                  std::size_t n) {
     const nlohmann::json c = parity::tiny_case(case_name);
     parity::Case ref(case_name);
-    const std::size_t N_img = c["images"].size();
-    xt::xtensor<double, 4> pixels = xt::xtensor<double, 4>::from_shape({N_img, 3, 56, 56});
-    for (std::size_t i = 0; i < N_img; ++i) {
-        const auto one = ref.get("image." + std::to_string(i) + ".pixel_values");
-        std::copy(one.begin(), one.end(), pixels.begin() + i * one.size());
-    }
+    const auto pixels = ref.pixel_values<double>(c["images"].size());
     const Hooks<double> none;
     const auto in =
         m.prepare_inputs(c["input_ids"].get<std::vector<std::int64_t>>(), m.encode_images(pixels, none), none);

@@ -139,10 +139,7 @@ TEMPLATE_TEST_CASE("vision encoder then abstractor reproduce the official visual
     abstractor.load(w, cfg.abstractor, std::size_t(cfg.text.hidden_size), cfg.vision);
 
     parity::Case ref("two_images");
-    const auto p0 = ref.get("image.0.pixel_values"), p1 = ref.get("image.1.pixel_values");
-    xt::xtensor<T, 4> pixels = xt::xtensor<T, 4>::from_shape({2, p0.shape(0), p0.shape(1), p0.shape(2)});
-    std::copy(p0.begin(), p0.end(), pixels.begin());
-    std::copy(p1.begin(), p1.end(), pixels.begin() + p0.size());
+    const auto pixels = ref.pixel_values<T>(2);
     Hooks<T> hooks;
     Recorder<T> rec(hooks);
     abstractor.forward(vision.forward(pixels, hooks), 2, hooks);

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli_run.hpp"
 #include "mplug_owl2/io/image.hpp"
 #include "mplug_owl2/io/tokenizer.hpp"
 #include "mplug_owl2/model/image_processor.hpp"
@@ -31,7 +32,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kCli = MPLUG_OWL2_CLI;
 const std::string kTmp = MPLUG_OWL2_TEST_TMP;
 const std::string kTiny = parity::tiny_dir();
 const std::string kTokenizer = std::string(MPLUG_OWL2_FIXTURE_DIR) + "/tokenizer";
@@ -49,31 +49,11 @@ std::string model_dir(const std::string& name, bool with_tokenizer = true) {
     return dir.string();
 }
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-struct Run {
-    int code = -1;
-    std::string out, err;
-};
+using cli_run::read_file;
+using cli_run::Run;
 
 Run run(const std::string& args, const std::string& tag, const std::string& input = "") {
-    const std::string base = kTmp + "/answer_cli_" + tag;
-    std::string cmd = "'" + kCli + "' " + args + " > '" + base + ".stdout' 2> '" + base + ".stderr'";
-    if (!input.empty() || args.rfind("chat", 0) == 0) {
-        std::ofstream(base + ".stdin", std::ios::binary) << input;
-        cmd += " < '" + base + ".stdin'";
-    }
-    const int status = std::system(cmd.c_str());
-    Run r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file(base + ".stdout");
-    r.err = read_file(base + ".stderr");
-    return r;
+    return cli_run::run(args, "answer_cli_" + tag, input);
 }
 
 // The ids after "<key>: " on each line of `text` that has it, in order.

@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_run.hpp"
 #include "mplug_owl2/io/atomic_file.hpp"
 #include "mplug_owl2/io/safetensors.hpp"
 #include "parity.hpp"
@@ -36,7 +37,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kCli = MPLUG_OWL2_CLI;
 const std::string kTmp = MPLUG_OWL2_TEST_TMP;
 const std::string kTiny = parity::tiny_dir();
 const std::string kTokenizer = std::string(MPLUG_OWL2_FIXTURE_DIR) + "/tokenizer";
@@ -45,29 +45,12 @@ const std::string kCases = kTiny + "/cases.json";
 
 std::string q(const std::string& s) { return "'" + s + "'"; }
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-struct Run {
-    int code = -1;
-    std::string out, err;
-};
+using cli_run::read_file;
+using cli_run::Run;
 
 // The program with `args`, stdin empty; `shell_prefix` runs before it in the same shell.
 Run run(const std::string& args, const std::string& tag, const std::string& shell_prefix = "") {
-    const std::string base = kTmp + "/cli_errors_" + tag;
-    const std::string cmd = shell_prefix + "'" + kCli + "' " + args + " < /dev/null > '" + base + ".stdout' 2> '" +
-                            base + ".stderr'";
-    const int status = std::system(cmd.c_str());
-    Run r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file(base + ".stdout");
-    r.err = read_file(base + ".stderr");
-    return r;
+    return cli_run::run(args, "cli_errors_" + tag, "", shell_prefix);
 }
 
 struct Bad {

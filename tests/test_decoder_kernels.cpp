@@ -150,10 +150,12 @@ TEST_CASE("the product of a prompt's rows with the weights equals the plain prod
     struct Shape3 {
         std::size_t L, N, K;
     };
-    // 9..512 rows: the prompt product (every row count of the last 14-row
-    // panel, weight blocks of 64 rows cut anywhere, slices of 256 columns
-    // cut anywhere); 600: gemm
-    for (const Shape3 s : {Shape3{9, 67, 37}, Shape3{16, 16, 37}, Shape3{40, 67, 256}, Shape3{89, 300, 100},
+    // 3 rows: the few-rows kernel; 9..512 rows: the prompt product (every
+    // row count of the last 14-row panel, weight blocks of 64 rows cut
+    // anywhere, slices of 256 columns cut anywhere); 600 and 1025: the
+    // AVX-512 sgemm
+    for (const Shape3 s : {Shape3{3, 67, 37}, Shape3{9, 67, 37}, Shape3{1025, 70, 40}, Shape3{600, 64, 1},
+                           Shape3{16, 16, 37}, Shape3{40, 67, 256}, Shape3{89, 300, 100},
                            Shape3{600, 40, 64}, Shape3{20, 1100, 1100}, Shape3{23, 33, 513}, Shape3{512, 64, 16},
                            Shape3{65, 130, 300}, Shape3{24, 48, 17}, Shape3{10, 17, 1}, Shape3{11, 95, 270},
                            Shape3{12, 31, 260}, Shape3{13, 16, 64}, Shape3{14, 100, 40}, Shape3{15, 90, 90},
@@ -169,6 +171,13 @@ TEST_CASE("the product of a prompt's rows with the weights equals the plain prod
             // sums of K products of unit normals, in another order
             const double tol = 1e-6 * std::sqrt(double(s.K)) * 10;
             CHECK(max_abs_diff(y, expect) <= tol);
+            // with a bias (a Linear's): y = x·Wᵀ + bias + beta·y
+            const auto bias = randn<float>(1, s.N, 13);
+            Matrix<float> expect_b = expect, yb = y0;
+            for (std::size_t l = 0; l < s.L; ++l)
+                for (std::size_t j = 0; j < s.N; ++j) expect_b(l, j) += bias(0, j);
+            kernels::gemm_nt<float>(x.data(), s.L, wf.data(), s.N, s.K, beta, yb.data(), s.N, pool, bias.data());
+            CHECK(max_abs_diff(yb, expect_b) <= tol);
             for (DType dt : {DType::F16, DType::BF16}) {
                 const HalfMatrix wh = HalfMatrix::from_float(wf.data(), s.N, s.K, dt);
                 Matrix<float> wc = Matrix<float>::from_shape({s.N, s.K});
@@ -178,6 +187,11 @@ TEST_CASE("the product of a prompt's rows with the weights equals the plain prod
                             s.N);
                 kernels::gemm_half_nt<float>(x.data(), s.L, wh, beta, yh.data(), s.N, pool);
                 CHECK(max_abs_diff(yh, eh) <= tol);
+                Matrix<float> yhb = y0;
+                kernels::gemm_half_nt<float>(x.data(), s.L, wh, beta, yhb.data(), s.N, pool, bias.data());
+                for (std::size_t l = 0; l < s.L; ++l)
+                    for (std::size_t j = 0; j < s.N; ++j) eh(l, j) += bias(0, j);
+                CHECK(max_abs_diff(yhb, eh) <= tol);
             }
         }
     if (kernels::cpu_has_avx512()) {

@@ -28,15 +28,7 @@ const MplugOwl2LlamaForCausalLM<double>& tiny() {
 }
 
 xt::xtensor<double, 4> pixels_of(const std::string& case_name) {
-    const nlohmann::json c = parity::tiny_case(case_name);
-    parity::Case ref(case_name);
-    const std::size_t N = c["images"].size();
-    xt::xtensor<double, 4> p = xt::xtensor<double, 4>::from_shape({N, 3, 56, 56});
-    for (std::size_t n = 0; n < N; ++n) {
-        const auto one = ref.get("image." + std::to_string(n) + ".pixel_values");
-        std::copy(one.begin(), one.end(), p.begin() + n * one.size());
-    }
-    return p;
+    return parity::Case(case_name).pixel_values<double>(parity::tiny_case(case_name)["images"].size());
 }
 
 std::vector<std::int64_t> ids_of(const std::string& case_name) {

@@ -177,6 +177,37 @@ TEST_CASE("every fixture format decodes to the bytes PIL gives", "[image][decode
     }
 }
 
+TEST_CASE("zero-length IDAT chunks decode to the pixels of the file without them", "[image][decode]") {
+    // stb_image would copy such a chunk ahead of the data with memcpy(NULL, p, 0);
+    // the decoder drops them first. An empty IDAT (CRC of "IDAT": 35 AF 06 1E)
+    // goes before the first IDAT and another before IEND.
+    for (const char* name : {"gray.png", "palette.png", "rgb_interlaced.png"}) {
+        INFO(name);
+        const std::vector<std::uint8_t> png = read_bytes(kImages + "/inputs/" + name);
+        const std::vector<std::uint8_t> empty = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E};
+        auto find = [&](const char* type) {
+            for (std::size_t at = 8; at + 12 <= png.size();) {
+                if (std::memcmp(&png[at + 4], type, 4) == 0) return at;
+                at += 12 + (std::size_t(png[at]) << 24 | std::size_t(png[at + 1]) << 16 |
+                            std::size_t(png[at + 2]) << 8 | png[at + 3]);
+            }
+            FAIL("no " << type << " chunk");
+            return std::size_t(0);
+        };
+        const std::size_t idat = find("IDAT"), iend = find("IEND");
+        std::vector<std::uint8_t> with(png.begin(), png.begin() + std::ptrdiff_t(idat));
+        with.insert(with.end(), empty.begin(), empty.end());
+        with.insert(with.end(), png.begin() + std::ptrdiff_t(idat), png.begin() + std::ptrdiff_t(iend));
+        with.insert(with.end(), empty.begin(), empty.end());
+        with.insert(with.end(), png.begin() + std::ptrdiff_t(iend), png.end());
+        const RgbImage expect = load_image(kImages + "/inputs/" + name);
+        const RgbImage got = load_image(write_tmp(std::string("empty_idat_") + name, with));
+        CHECK(got.width == expect.width);
+        CHECK(got.height == expect.height);
+        CHECK(got.pixels == expect.pixels);
+    }
+}
+
 TEST_CASE("resize_bicubic equals PIL's bicubic resize byte for byte", "[image][resize]") {
     const auto cases = manifest()["resize"];
     REQUIRE(cases.size() >= 10);

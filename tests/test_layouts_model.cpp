@@ -85,16 +85,6 @@ std::shared_ptr<MemorySource> rounded_reference(DType dtype) {
 }
 
 template <class T>
-xt::xtensor<T, 4> reference_pixels(const parity::Case& ref, std::size_t n_images) {
-    xt::xtensor<T, 4> p = xt::xtensor<T, 4>::from_shape({n_images, 3, 56, 56});
-    for (std::size_t n = 0; n < n_images; ++n) {
-        const auto one = ref.get("image." + std::to_string(n) + ".pixel_values");
-        std::copy(one.begin(), one.end(), p.begin() + n * one.size());
-    }
-    return p;
-}
-
-template <class T>
 struct CaseRun {
     Matrix<T> logits, steps;
 };
@@ -110,7 +100,7 @@ CaseRun<T> run_case(MplugOwl2LlamaForCausalLM<T>& model, const nlohmann::json& c
     const Hooks<T> hooks;
     KVCache<T> cache = model.new_cache();
     const auto ids = c["input_ids"].get<std::vector<std::int64_t>>();
-    const auto in = model.prepare_inputs(ids, model.encode_images(reference_pixels<T>(ref, c["images"].size()), hooks),
+    const auto in = model.prepare_inputs(ids, model.encode_images(ref.pixel_values<T>(c["images"].size()), hooks),
                                          hooks);
     CaseRun<T> run;
     run.logits = model.forward(in, cache, hooks);

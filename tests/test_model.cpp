@@ -56,17 +56,6 @@ private:
 };
 
 template <class T>
-xt::xtensor<T, 4> reference_pixels(const parity::Case& ref, std::size_t n_images) {
-    xt::xtensor<T, 4> p = xt::xtensor<T, 4>::from_shape({n_images, 3, 56, 56});
-    for (std::size_t n = 0; n < n_images; ++n) {
-        const auto one = ref.get("image." + std::to_string(n) + ".pixel_values");
-        REQUIRE(one.size() == 3 * 56 * 56);
-        std::copy(one.begin(), one.end(), p.begin() + n * one.size());
-    }
-    return p;
-}
-
-template <class T>
 const MplugOwl2LlamaForCausalLM<T>& tiny_model() {
     static const MplugOwl2LlamaForCausalLM<T> m = load_model<T>(kTiny);
     return m;
@@ -88,7 +77,7 @@ TEMPLATE_TEST_CASE("the whole model reproduces every activation of every tiny ca
             MamRouting routing;
             if (!c["ablate"].is_null()) routing.policy = mam_policy_from_name(c["ablate"]["policy"]);
             model.set_mam_routing(routing);
-            const auto pixels = reference_pixels<T>(ref, c["images"].size());
+            const auto pixels = ref.pixel_values<T>(c["images"].size());
 
             Hooks<T> hooks;
             Recorder<T> rec(hooks);
@@ -131,7 +120,7 @@ TEST_CASE("generation stops at any end-of-sequence id or the position limit, aft
     const ModelConfig config = load_config(kTiny + "/config.json");
     const SafetensorsFile weights(kTiny + "/model.safetensors");
     Hooks<T> hooks;
-    const auto pixels = reference_pixels<T>(ref, 1);
+    const auto pixels = ref.pixel_values<T>(1);
     const std::size_t L = ref.shape("logits")[0];
 
     auto run = [&](const GenerationConfig& g, const ModelConfig& cfg = load_config(kTiny + "/config.json")) {

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_run.hpp"
 #include "mplug_owl2/abstractor/sincos_pos_embed.hpp"
 #include "mplug_owl2/io/checkpoint.hpp"
 #include "mplug_owl2/io/image.hpp"
@@ -31,32 +32,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kCli = MPLUG_OWL2_CLI;
 const std::string kTmp = MPLUG_OWL2_TEST_TMP;
 const std::string kTokenizer = std::string(MPLUG_OWL2_FIXTURE_DIR) + "/tokenizer";
 
-struct Run {
-    int code = -1;
-    std::string out, err;
-};
+using cli_run::read_file;
+using cli_run::Run;
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-Run run(const std::string& args, const std::string& tag) {
-    const std::string base = kTmp + "/synth_cli_" + tag;
-    const std::string cmd = "'" + kCli + "' " + args + " > '" + base + ".stdout' 2> '" + base + ".stderr'";
-    const int status = std::system(cmd.c_str());
-    Run r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file(base + ".stdout");
-    r.err = read_file(base + ".stderr");
-    return r;
-}
+Run run(const std::string& args, const std::string& tag) { return cli_run::run(args, "synth_cli_" + tag); }
 
 std::string fresh(const std::string& name) {
     const fs::path p = fs::path(kTmp) / name;

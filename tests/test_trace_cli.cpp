@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli_run.hpp"
 #include "mplug_owl2/io/safetensors.hpp"
 #include "parity.hpp"
 
@@ -25,22 +26,10 @@ const std::string kCli = MPLUG_OWL2_CLI;
 const std::string kTmp = MPLUG_OWL2_TEST_TMP;
 const std::string kTiny = parity::tiny_dir();
 
-struct Run {
-    int code = -1;
-    std::string err;
-};
+using cli_run::Run;
 
 Run trace(const std::string& args, const std::string& tag) {
-    const std::string err_file = kTmp + "/trace_" + tag + ".stderr";
-    const std::string cmd = "'" + kCli + "' trace --model '" + kTiny + "' " + args + " 2> '" + err_file + "'";
-    const int status = std::system(cmd.c_str());
-    Run r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err_file);
-    std::stringstream s;
-    s << in.rdbuf();
-    r.err = s.str();
-    return r;
+    return cli_run::run("trace --model '" + kTiny + "' " + args, "trace_" + tag);
 }
 
 std::string ids_arg(const nlohmann::json& c) {

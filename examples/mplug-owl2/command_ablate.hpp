@@ -34,6 +34,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -108,10 +109,12 @@ inline std::vector<AblateCase> read_cases(const std::string& path, const mplug_o
     } catch (const std::exception& e) {
         fail(path, ": not valid JSON (", e.what(), ")");
     }
-    const nlohmann::json list = j.is_object() && j.contains("cases") ? j["cases"] : j;
+    // references and moves, never copies: copying a JSON value recurses as
+    // deep as it is nested
+    const nlohmann::json& list = j.is_object() && j.contains("cases") ? j["cases"] : j;
     if (!list.is_array() || list.empty())
         fail(path, ": expected a non-empty list of cases (or an object with \"cases\")");
-    if (j.is_object() && j.contains("grid")) grid = j["grid"];
+    if (j.is_object() && j.contains("grid")) grid = std::move(j["grid"]);
     std::vector<AblateCase> cases;
     std::set<std::string> names;
     for (std::size_t i = 0; i < list.size(); ++i) {

@@ -126,16 +126,18 @@ std::vector<std::int64_t> answer_turn(const mplug_owl2::MplugOwl2LlamaForCausalL
     const Hooks<T> hooks;
     const auto start = Clock::now();
 
-    // 1. the prefill
+    // 1. the prefill (logits of the last position only)
+    const GenerationConfig g0 = generation_config(gen);
     KVCache<T> cache = model.new_cache();
     const PreparedInputs<T> in = model.prepare_inputs(ids, image_features, hooks);
-    const Matrix<T> logits = model.forward(in, cache, hooks);
+    model.reserve_cache(cache, in.inputs_embeds.shape(0), g0.max_new_tokens);
+    const Matrix<T> logits = model.prefill(in, cache, hooks);
     const double prefill = seconds_since(start);
 
     // 2. the tokens, printed as they come; a token whose text holds the
     //    template's stop string ends the turn, as KeywordsStoppingCriteria does
     std::unique_ptr<AnswerStream> stream = tok ? std::make_unique<AnswerStream>(*tok, out) : nullptr;
-    GenerationConfig g = generation_config(gen);
+    GenerationConfig g = g0;
     double first_token = 0, last_token = 0;
     g.on_token = [&](std::int64_t id) {
         last_token = seconds_since(start);

@@ -48,16 +48,12 @@ struct Linear {
     Matrix<T> project(const Matrix<T>& x) const {
         check_cols(x, in_features(), name + " input");
         Matrix<T> y = Matrix<T>::from_shape({x.shape(0), out_features()});
-        if (has_bias()) {
-            for (std::size_t r = 0; r < y.shape(0); ++r)  // C starts as the bias, then C += x·Wᵀ
-                std::copy(bias.begin(), bias.end(), &y(r, 0));
-        }
-        const T beta = has_bias() ? T(1) : T(0);
+        const T* b = has_bias() ? bias.data() : nullptr;  // y = x·Wᵀ + b
         if (!weight_half.empty())
-            kernels::gemm_half_nt<T>(x.data(), x.shape(0), weight_half, beta, y.data(), y.shape(1));
+            kernels::gemm_half_nt<T>(x.data(), x.shape(0), weight_half, T(0), y.data(), y.shape(1), thread_pool(), b);
         else
-            kernels::gemm_nt<T>(x.data(), x.shape(0), weight.data(), out_features(), in_features(), beta, y.data(),
-                                y.shape(1));
+            kernels::gemm_nt<T>(x.data(), x.shape(0), weight.data(), out_features(), in_features(), T(0), y.data(),
+                                y.shape(1), thread_pool(), b);
         return y;
     }
 };

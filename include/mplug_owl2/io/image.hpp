@@ -19,6 +19,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../core/error.hpp"
 #include "gif_decoder.hpp"
@@ -112,6 +113,32 @@ private:
 
 enum class StbFormat { Png, Bmp, Tga };
 
+// stb_image copies a zero-length IDAT chunk that comes before any image data
+// with memcpy(NULL, p, 0), which is undefined behaviour. Such a chunk holds no
+// data, so the file is decoded from a copy without its zero-length IDAT
+// chunks (the same pixels); returns false, leaving `out` alone, when it has
+// none. Chunks are walked as far as their lengths stay inside the file; the
+// rest is copied as it is.
+inline bool png_without_empty_idat(const std::uint8_t* data, std::size_t size, std::vector<std::uint8_t>& out) {
+    auto empty_idat = [&](std::size_t at) { return be32(data + at) == 0 && std::memcmp(data + at + 4, "IDAT", 4) == 0; };
+    auto next = [&](std::size_t at) -> std::size_t {  // the following chunk, or 0 past the end
+        const std::uint32_t len = be32(data + at);
+        return len <= size - at - 12 ? at + 12 + len : 0;
+    };
+    bool any = false;
+    for (std::size_t at = 8; at != 0 && at + 12 <= size && !any; at = next(at)) any = empty_idat(at);
+    if (!any) return false;
+    out.assign(data, data + 8);
+    std::size_t at = 8;
+    for (; at + 12 <= size; at = next(at)) {
+        const std::size_t following = next(at);
+        if (following == 0) break;
+        if (!empty_idat(at)) out.insert(out.end(), data + at, data + following);
+    }
+    out.insert(out.end(), data + at, data + size);
+    return true;
+}
+
 // PNG, BMP, TGA through stb_image.
 inline RgbImage decode_with_stb(const std::uint8_t* data, std::size_t size, const std::string& name,
                                 std::size_t max_pixels, StbFormat format) {
@@ -121,6 +148,11 @@ inline RgbImage decode_with_stb(const std::uint8_t* data, std::size_t size, cons
     //    PNG read IHDR directly: stb_image's own header check would refuse a
     //    huge image with a less helpful message.
     bool gray16 = false;
+    std::vector<std::uint8_t> cleaned;
+    if (format == StbFormat::Png && size >= 8 && png_without_empty_idat(data, size, cleaned)) {
+        data = cleaned.data();
+        size = cleaned.size();
+    }
     if (format == StbFormat::Png) {
         if (size < 33 || std::memcmp(data + 12, "IHDR", 4) != 0) fail(name, ": truncated PNG (no IHDR chunk)");
         check_image_size(be32(data + 16), be32(data + 20), max_pixels, name);

@@ -61,15 +61,16 @@ inline void halves_to_float(DType dt, const std::uint8_t* src, std::size_t n, fl
         convert_elements<float>(dt, src, n, dst);
 }
 
-// y[L, N] = x[L, K] · Wᵀ + beta · y, W half [N, K], y with row stride ldy.
+// y[L, N] = x[L, K] · Wᵀ + beta · y (+ bias[N] on every row when given), W
+// half [N, K], y with row stride ldy.
 template <class T>
 void gemm_half_nt(const T* x, std::size_t L, const HalfMatrix& w, T beta, T* y, std::size_t ldy,
-                  ThreadPool& pool = thread_pool()) {
+                  ThreadPool& pool = thread_pool(), const T* bias = nullptr) {
     const std::size_t N = w.rows, K = w.cols;
     if (L == 0 || N == 0) return;
     if constexpr (std::is_same<T, float>::value) {
-        if (gemv_applies(L)) return gemv_nt(x, L, w, beta, y, ldy, pool);
-        if (prompt_gemm_applies(L, N, K)) return prompt_gemm_half_nt(x, L, w, beta, y, ldy, pool);
+        if (gemv_applies(L)) return gemv_nt(x, L, w, add_bias_rows(bias, L, N, beta, y, ldy), y, ldy, pool);
+        if (prompt_gemm_applies(L, N, K)) return prompt_gemm_half_nt(x, L, w, beta, y, ldy, pool, bias);
     }
     // Blocks of 1024 weight rows (or of 1M weights when rows are short)
     // converted to T, each multiplied into its columns of y: enough rows for
@@ -89,7 +90,7 @@ void gemm_half_nt(const T* x, std::size_t L, const HalfMatrix& w, T beta, T* y, 
                     convert_elements<T>(w.dtype, src, K, buf + r * K);
             }
         });
-        gemm_nt<T>(x, L, buf, nb, K, beta, y + j0, ldy, pool);
+        gemm_nt<T>(x, L, buf, nb, K, beta, y + j0, ldy, pool, bias ? bias + j0 : nullptr);
     }
 }
 

@@ -59,29 +59,26 @@ constexpr std::size_t kBlockRows = 2 * NR;  // weight rows a task takes: two pan
 
 // C[M, NR] (columns in masks m0, m1) += or = Ap·Bp over kc, for M rows:
 // Ap [kc][MR] (rows ≥ M unused), Bp [kc][NR]. `first`: C = beta · C + Ap·Bp
-// (C not read when beta is 0); otherwise C += Ap·Bp.
+// (+ bias on every row when given; C not read when beta is 0); otherwise
+// C += Ap·Bp.
 template <std::size_t M>
 __attribute__((target("avx512f"))) inline void micro_kernel_rows(std::size_t kc, const float* a, const float* b,
                                                                   bool first, float beta, float* c, std::size_t ldc,
-                                                                  __mmask16 m0, __mmask16 m1) {
+                                                                  __mmask16 m0, __mmask16 m1, const float* bias) {
     __m512 acc0[M], acc1[M];
-#pragma GCC unroll 14
-    for (std::size_t r = 0; r < M; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
-    for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR) {
-        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-#pragma GCC unroll 14
-        for (std::size_t r = 0; r < M; ++r) {
-            const __m512 ar = _mm512_set1_ps(a[r]);
-            acc0[r] = _mm512_fmadd_ps(ar, b0, acc0[r]);
-            acc1[r] = _mm512_fmadd_ps(ar, b1, acc1[r]);
-        }
-    }
+    sgemm_detail::accumulate<M>(kc, a, b, acc0, acc1);
     const __m512 vb = _mm512_set1_ps(first ? beta : 1.f);
-    const bool read_c = !first || beta != 0.f;
+    const bool read_c = !first || beta != 0.f, add_bias = first && bias;
+    const __m512 bias0 = add_bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 bias1 = add_bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 14
     for (std::size_t r = 0; r < M; ++r) {
         float* cr = c + r * ldc;
         __m512 x0 = acc0[r], x1 = acc1[r];
+        if (add_bias) {
+            x0 = _mm512_add_ps(x0, bias0);
+            x1 = _mm512_add_ps(x1, bias1);
+        }
         if (read_c) {
             x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
             x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
@@ -93,10 +90,10 @@ __attribute__((target("avx512f"))) inline void micro_kernel_rows(std::size_t kc,
 
 // The kernel for m rows (1 ≤ m ≤ MR).
 inline void tile_rows(std::size_t m, std::size_t kc, const float* a, const float* b, bool first, float beta, float* c,
-                      std::size_t ldc, __mmask16 m0, __mmask16 m1) {
+                      std::size_t ldc, __mmask16 m0, __mmask16 m1, const float* bias) {
     switch (m) {
 #define MPLUG_OWL2_ROWS_CASE(n) \
-    case n: return micro_kernel_rows<n>(kc, a, b, first, beta, c, ldc, m0, m1);
+    case n: return micro_kernel_rows<n>(kc, a, b, first, beta, c, ldc, m0, m1, bias);
         MPLUG_OWL2_ROWS_CASE(1) MPLUG_OWL2_ROWS_CASE(2) MPLUG_OWL2_ROWS_CASE(3) MPLUG_OWL2_ROWS_CASE(4)
         MPLUG_OWL2_ROWS_CASE(5) MPLUG_OWL2_ROWS_CASE(6) MPLUG_OWL2_ROWS_CASE(7) MPLUG_OWL2_ROWS_CASE(8)
         MPLUG_OWL2_ROWS_CASE(9) MPLUG_OWL2_ROWS_CASE(10) MPLUG_OWL2_ROWS_CASE(11) MPLUG_OWL2_ROWS_CASE(12)
@@ -143,10 +140,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void pack_weights(co
     }
 }
 
-// The product for weights read through pack(j0, n, k0, kc, dst).
+// The product (plus bias[N] on every row when given) for weights packed
+// through pack(j0, n, k0, kc, dst).
 template <class PackWeights>
 void prompt_gemm(const float* x, std::size_t L, std::size_t N, std::size_t K, float beta, float* y, std::size_t ldy,
-                 ThreadPool& pool, const PackWeights& pack) {
+                 ThreadPool& pool, const float* bias, const PackWeights& pack) {
     if (L == 0 || N == 0) return;
     const std::size_t panels = ceil_div(L, MR);
     // 1. x packed: for each slice of KC columns, the panels of MR rows one
@@ -161,9 +159,10 @@ void prompt_gemm(const float* x, std::size_t L, std::size_t N, std::size_t K, fl
                                  xp + k0 * panels * MR + p * MR * kc);
         }
     });
-    if (K == 0) {  // no products: y = beta · y
+    if (K == 0) {  // no products: y = beta · y (+ bias)
         for (std::size_t l = 0; l < L; ++l)
-            for (std::size_t j = 0; j < N; ++j) y[l * ldy + j] = beta == 0.f ? 0.f : beta * y[l * ldy + j];
+            for (std::size_t j = 0; j < N; ++j)
+                y[l * ldy + j] = (beta == 0.f ? 0.f : beta * y[l * ldy + j]) + (bias ? bias[j] : 0.f);
         return;
     }
     // 2. blocks of weight rows, taken in turn by the threads
@@ -183,7 +182,8 @@ void prompt_gemm(const float* x, std::size_t L, std::size_t N, std::size_t K, fl
                     const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
                     for (std::size_t p = 0; p < panels; ++p)
                         tile_rows(std::min(MR, L - p * MR), kc, xp + k0 * panels * MR + p * MR * kc, wp + c * kc,
-                                  k0 == 0, beta, y + p * MR * ldy + j0 + c, ldy, m0, m1);
+                                  k0 == 0, beta, y + p * MR * ldy + j0 + c, ldy, m0, m1,
+                                  bias ? bias + j0 + c : nullptr);
                 }
             }
         }
@@ -194,10 +194,11 @@ void prompt_gemm(const float* x, std::size_t L, std::size_t N, std::size_t K, fl
 
 }  // namespace prompt_detail
 
-// y[L, N] = x[L, K] · Wᵀ + beta · y, W float [N, K]; needs prompt_gemm_applies.
+// y[L, N] = x[L, K] · Wᵀ + beta · y (+ bias[N] on every row when given), W
+// float [N, K]; needs prompt_gemm_applies.
 inline void prompt_gemm_nt(const float* x, std::size_t L, const float* w, std::size_t N, std::size_t K, float beta,
-                           float* y, std::size_t ldy, ThreadPool& pool = thread_pool()) {
-    prompt_detail::prompt_gemm(x, L, N, K, beta, y, ldy, pool,
+                           float* y, std::size_t ldy, ThreadPool& pool = thread_pool(), const float* bias = nullptr) {
+    prompt_detail::prompt_gemm(x, L, N, K, beta, y, ldy, pool, bias,
                                [&](std::size_t j0, std::size_t n, std::size_t k0, std::size_t kc, float* dst) {
                                    prompt_detail::pack_weights(w, K, j0, n, k0, kc, dst);
                                });
@@ -205,8 +206,8 @@ inline void prompt_gemm_nt(const float* x, std::size_t L, const float* w, std::s
 
 // The same with W in fp16 or bf16.
 inline void prompt_gemm_half_nt(const float* x, std::size_t L, const HalfMatrix& w, float beta, float* y,
-                                std::size_t ldy, ThreadPool& pool = thread_pool()) {
-    prompt_detail::prompt_gemm(x, L, w.rows, w.cols, beta, y, ldy, pool,
+                                std::size_t ldy, ThreadPool& pool = thread_pool(), const float* bias = nullptr) {
+    prompt_detail::prompt_gemm(x, L, w.rows, w.cols, beta, y, ldy, pool, bias,
                                [&](std::size_t j0, std::size_t n, std::size_t k0, std::size_t kc, float* dst) {
                                    prompt_detail::pack_weights(w, j0, n, k0, kc, dst);
                                });

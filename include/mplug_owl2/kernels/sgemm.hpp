@@ -139,32 +139,51 @@ __attribute__((target("avx512f"))) inline void pack_a(bool ta, std::size_t mc, s
     }
 }
 
-// A tile of C: C[MR, NR] = alpha · Ap·Bp + beta · C, Ap [kc][MR], Bp [kc][NR];
-// C is not read when beta is 0.
-__attribute__((target("avx512f"))) inline void micro_kernel(std::size_t kc, const float* a, const float* b,
-                                                             float alpha, float beta, float* c, std::size_t ldc) {
-    __m512 acc0[MR], acc1[MR];
+// The sums of a tile of M ≤ MR rows: acc0/acc1[r] (columns 0..15, 16..31)
+// = Σ_k Ap[k][r] · Bp[k][..], Ap [kc][MR], Bp [kc][NR] (64-byte aligned);
+// one FMA per broadcast element of A and vector of B. Inlined, so the
+// accumulators stay in registers.
+template <std::size_t M>
+__attribute__((target("avx512f"), always_inline)) inline void accumulate(std::size_t kc, const float* a,
+                                                                         const float* b, __m512 (&acc0)[M],
+                                                                         __m512 (&acc1)[M]) {
 #pragma GCC unroll 14
-    for (std::size_t r = 0; r < MR; ++r) {
-        acc0[r] = acc1[r] = _mm512_setzero_ps();
-        // C is read and written once the sums are done: fetched meanwhile
-        _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
-    }
+    for (std::size_t r = 0; r < M; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
     for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR) {
         const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
-        for (std::size_t r = 0; r < MR; ++r) {
+        for (std::size_t r = 0; r < M; ++r) {
             const __m512 ar = _mm512_set1_ps(a[r]);
             acc0[r] = _mm512_fmadd_ps(ar, b0, acc0[r]);
             acc1[r] = _mm512_fmadd_ps(ar, b1, acc1[r]);
         }
     }
+}
+
+// A tile of C: C[MR, NR] = alpha · Ap·Bp + beta · C (+ bias[NR] on every row
+// when given), Ap [kc][MR], Bp [kc][NR]; C is not read when beta is 0.
+__attribute__((target("avx512f"))) inline void micro_kernel(std::size_t kc, const float* a, const float* b,
+                                                             float alpha, float beta, float* c, std::size_t ldc,
+                                                             const float* bias = nullptr) {
+    // C is read and written once the sums are done: fetched meanwhile
+#pragma GCC unroll 14
+    for (std::size_t r = 0; r < MR; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
+    }
+    __m512 acc0[MR], acc1[MR];
+    accumulate<MR>(kc, a, b, acc0, acc1);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    const __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 14
     for (std::size_t r = 0; r < MR; ++r) {
         float* cr = c + r * ldc;
         __m512 x0 = _mm512_mul_ps(va, acc0[r]), x1 = _mm512_mul_ps(va, acc1[r]);
+        if (bias) {
+            x0 = _mm512_add_ps(x0, bias0);
+            x1 = _mm512_add_ps(x1, bias1);
+        }
         if (beta != 0.f) {
             x0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), x0);
             x1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), x1);
@@ -174,16 +193,18 @@ __attribute__((target("avx512f"))) inline void micro_kernel(std::size_t kc, cons
     }
 }
 
-// A tile of m ≤ MR rows and n ≤ NR columns.
+// A tile of m ≤ MR rows and n ≤ NR columns (bias: n values, or none).
 inline void tile(std::size_t m, std::size_t n, std::size_t kc, const float* a, const float* b, float alpha,
-                 float beta, float* c, std::size_t ldc) {
-    if (m == MR && n == NR) return micro_kernel(kc, a, b, alpha, beta, c, ldc);
+                 float beta, float* c, std::size_t ldc, const float* bias = nullptr) {
+    if (m == MR && n == NR) return micro_kernel(kc, a, b, alpha, beta, c, ldc, bias);
     alignas(64) float t[MR * NR];
     micro_kernel(kc, a, b, 1.f, 0.f, t, NR);
     for (std::size_t r = 0; r < m; ++r)
         for (std::size_t j = 0; j < n; ++j) {
             float& x = c[r * ldc + j];
-            x = beta == 0.f ? alpha * t[r * NR + j] : alpha * t[r * NR + j] + beta * x;
+            float v = alpha * t[r * NR + j];
+            if (bias) v += bias[j];
+            x = beta == 0.f ? v : v + beta * x;
         }
 }
 
@@ -244,17 +265,19 @@ private:
     float* data_ = nullptr;
 };
 
-// C[M, columns of panels [p0, p1)] = alpha · op(A)·op(B) + beta · C on the
-// calling thread; A is [M, K] (or [K, M] when ta), B packed.
+// C[M, columns of panels [p0, p1)] = alpha · op(A)·op(B) + beta · C (+ bias[N]
+// on every row when given) on the calling thread; A is [M, K] (or [K, M]
+// when ta), B packed.
 inline void gemm_packed(bool ta, std::size_t M, float alpha, const float* A, std::size_t lda, const PackedB& b,
-                        std::size_t p0, std::size_t p1, float beta, float* C, std::size_t ldc) {
+                        std::size_t p0, std::size_t p1, float beta, float* C, std::size_t ldc,
+                        const float* bias = nullptr) {
     using namespace sgemm_detail;
     const std::size_t K = b.rows(), N = b.cols();
-    if (K == 0) {  // no products: C = beta · C
+    if (K == 0) {  // no products: C = beta · C (+ bias)
         for (std::size_t i = 0; i < M; ++i)
             for (std::size_t j = p0 * NR; j < std::min(N, p1 * NR); ++j) {
                 float& x = C[i * ldc + j];
-                x = beta == 0.f ? 0.f : beta * x;
+                x = (beta == 0.f ? 0.f : beta * x) + (bias ? bias[j] : 0.f);
             }
         return;
     }
@@ -269,20 +292,22 @@ inline void gemm_packed(bool ta, std::size_t M, float alpha, const float* A, std
             for (std::size_t j = p0; j < p1; ++j) {
                 const float* bp = b.panel(k0, j);
                 const std::size_t n = std::min(NR, N - j * NR);
+                const float* bias_k = bias && k0 == 0 ? bias + j * NR : nullptr;  // added once
                 for (std::size_t r = 0; r < mc; r += MR)
                     tile(std::min(MR, mc - r), n, kc, ap + r * kc, bp, alpha, beta_k,
-                         C + (i0 + r) * ldc + j * NR, ldc);
+                         C + (i0 + r) * ldc + j * NR, ldc, bias_k);
             }
         }
     }
 }
 
-// C[M, N] = alpha · op(A)·op(B) + beta · C, row-major, as cblas_sgemm; work
-// split over `pool` when given (never call it with the pool from inside the
-// pool's own tasks). Needs cpu_has_avx512f().
+// C[M, N] = alpha · op(A)·op(B) + beta · C, row-major, as cblas_sgemm, plus
+// bias[N] on every row when given (a Linear's bias, added as the tiles are
+// stored); work split over `pool` when given (never call it with the pool
+// from inside the pool's own tasks). Needs cpu_has_avx512f().
 inline void sgemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, float alpha, const float* A,
                   std::size_t lda, const float* B, std::size_t ldb, float beta, float* C, std::size_t ldc,
-                  ThreadPool* pool = nullptr) {
+                  ThreadPool* pool = nullptr, const float* bias = nullptr) {
     using namespace sgemm_detail;
     if (M == 0 || N == 0) return;
     thread_local PackedB packed_here;
@@ -300,7 +325,7 @@ inline void sgemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K,
         for (std::size_t t; (t = next.fetch_add(1)) < tasks;) {
             const std::size_t i0 = (t / col_ranges) * MC, c = t % col_ranges;
             gemm_packed(ta, std::min(MC, M - i0), alpha, ta ? A + i0 : A + i0 * lda, lda, packed,
-                        panels * c / col_ranges, panels * (c + 1) / col_ranges, beta, C + i0 * ldc, ldc);
+                        panels * c / col_ranges, panels * (c + 1) / col_ranges, beta, C + i0 * ldc, ldc, bias);
         }
     };
     if (pool && threads > 1 && tasks > 1)

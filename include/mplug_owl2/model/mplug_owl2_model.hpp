@@ -152,12 +152,16 @@ struct MplugOwl2LlamaForCausalLM {
         check_prompt(ids, pixels.shape(0), static_cast<std::size_t>(config.text.vocab_size));
         KVCache<T> cache = new_cache();
         const PreparedInputs<T> in = prepare_inputs(ids, encode_images(pixels, hooks), hooks);
-        // room for the budget up to the trained length (no further: with
-        // dynamic rope_scaling there is no limit, and the cache grows as it fills)
-        const std::size_t L = in.inputs_embeds.shape(0);
-        const auto trained = static_cast<std::size_t>(config.text.max_position_embeddings);
-        cache.reserve(L + std::min(g.max_new_tokens, trained > L ? trained - L : 0));
+        reserve_cache(cache, in.inputs_embeds.shape(0), g.max_new_tokens);
         return generate(prefill(in, cache, hooks), cache, g, hooks);
+    }
+
+    // Room in `cache` for a prompt of `positions` and a budget of new tokens,
+    // up to the trained length (no further: with dynamic rope_scaling there
+    // is no limit, and the cache grows as it fills).
+    void reserve_cache(KVCache<T>& cache, std::size_t positions, std::size_t max_new_tokens) const {
+        const auto trained = static_cast<std::size_t>(config.text.max_position_embeddings);
+        cache.reserve(positions + std::min(max_new_tokens, trained > positions ? trained - positions : 0));
     }
 
 private:
