@@ -449,3 +449,35 @@ TEST_CASE("info shows the configuration and the tensors of the tiny checkpoint",
     CHECK(r.out == expected);
     CHECK(v["use_cls_token"].get<bool>());  // the + 1 above
 }
+
+TEST_CASE("--strict refuses a checkpoint with tensors no module reads naming them", "[cli][errors]") {
+    // the tiny checkpoint plus one stray tensor
+    const fs::path dir = fs::path(kTmp) / "cli_errors_strict";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::copy_file(fs::path(kTiny) / "config.json", dir / "config.json");
+    SafetensorsFile tiny(kTiny + "/model.safetensors");
+    SafetensorsWriter w;
+    for (const std::string& name : tiny.names()) {
+        const TensorInfo* t = tiny.find(name);
+        w.add_bytes(name, t->dtype, t->shape, std::vector<std::uint8_t>(t->data, t->data + t->nbytes));
+    }
+    w.add_bytes("model.layers.0.mlp.stray.weight", DType::F32, {2}, std::vector<std::uint8_t>(8, 0));
+    w.write((dir / "model.safetensors").string());
+    const std::string trace = "trace --model " + q(dir.string()) + " --input-ids=1,5 --out " +
+                              q(kTmp + "/cli_errors_strict.safetensors");
+    expect_errors({{trace + " --strict", "--model " + dir.string() +
+                                             ": 1 tensor that no module reads: model.layers.0.mlp.stray.weight"}},
+                  2, "strict");
+    // without --strict: a note, and the run goes on
+    const Run lenient = run(trace, "strict_lenient");
+    INFO(lenient.err);
+    CHECK(lenient.code == 0);
+    CHECK(lenient.err.find("note: 1 tensors of the checkpoint are not used (first: model.layers.0.mlp.stray.weight)") !=
+          std::string::npos);
+    // the reference checkpoint passes strict loading
+    CHECK(run("trace --model " + q(kTiny) + " --input-ids=1,5 --strict --out " +
+                  q(kTmp + "/cli_errors_strict_tiny.safetensors"),
+              "strict_tiny")
+              .code == 0);
+}

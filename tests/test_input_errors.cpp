@@ -111,8 +111,19 @@ TEST_CASE("an extra tensor is listed by name as unused", "[input-errors][weights
     Tensors t = tiny_tensors();
     t["model.layers.0.mlp.stray.weight"] = StoredTensor{DType::F32, {2, 2}, std::vector<std::uint8_t>(16, 0)};
     t["zzz_not_a_weight"] = StoredTensor{DType::I64, {1}, std::vector<std::uint8_t>(8, 0)};
-    const auto model = load_model<double>(model_folder("extra_tensor", t));
+    const std::string dir = model_folder("extra_tensor", t);
+    const auto model = load_model<double>(dir);
     CHECK(model.unused_tensors == std::vector<std::string>{"model.layers.0.mlp.stray.weight", "zzz_not_a_weight"});
+    // strict loading refuses them by name, but not the buffers the release stores and the model recomputes
+    LoadOptions strict;
+    strict.strict = true;
+    CHECK(load_error<double>(dir, strict) ==
+          "checkpoint " + dir + ": 2 tensors that no module reads: model.layers.0.mlp.stray.weight, zzz_not_a_weight"
+                                " (strict loading; without it they are listed as unused)");
+    Tensors buffers = tiny_tensors();
+    buffers["model.layers.1.self_attn.rotary_emb.inv_freq"] = StoredTensor{DType::F32, {8}, std::vector<std::uint8_t>(32, 0)};
+    const auto with_buffers = load_model<double>(model_folder("recomputed_buffer", buffers), strict);
+    CHECK(with_buffers.unused_tensors == std::vector<std::string>{"model.layers.1.self_attn.rotary_emb.inv_freq"});
 }
 
 TEST_CASE("a transposed matrix is named and said to be the transpose", "[input-errors][weights]") {

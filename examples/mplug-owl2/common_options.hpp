@@ -102,6 +102,7 @@ struct ModelOptions {
     std::string weights;  // half or float; empty: half with float compute
     std::string aspect;   // empty: config.json's image_aspect_ratio, else pad
     std::string mam = "official", mam_parts, mam_layers;
+    bool strict = false;
 };
 
 inline void add_model_options(CLI::App* sub, ModelOptions& o) {
@@ -109,6 +110,8 @@ inline void add_model_options(CLI::App* sub, ModelOptions& o) {
                     "checkpoint folder: config.json and the weights in any Hugging Face layout")
         ->required();
     sub->add_option("--dtype", o.dtype, "compute dtype: float or double")->check(CLI::IsMember({"float", "double"}));
+    sub->add_flag("--strict", o.strict,
+                  "refuse a checkpoint holding tensors no module reads (except rotary_emb.inv_freq), naming them");
     sub->add_option("--weights", o.weights,
                     "fp16/bf16 matrices with float compute: half (kept as stored, the default) or float (converted "
                     "on load, twice the memory)")
@@ -161,6 +164,7 @@ mplug_owl2::MplugOwl2LlamaForCausalLM<T> load_cli_model(const ModelOptions& o, c
     load.keep_half_precision = o.weights != "float";
     MplugOwl2LlamaForCausalLM<T> model =
         load_model<T>(std::shared_ptr<const TensorSource>(open_checkpoint(o.model_dir)), config, load);
+    if (o.strict) check_strict(model.unused_tensors, "--model " + o.model_dir);
     if (!model.unused_tensors.empty())
         std::cerr << "note: " << model.unused_tensors.size() << " tensors of the checkpoint are not used (first: "
                   << model.unused_tensors.front() << ")\n";
