@@ -14,7 +14,8 @@
 //     panels in the thread's own buffer (halves converted on the way), then
 //     multiplied with every 14-row panel of x while it stays in L1;
 //   - the micro-kernel is compiled for each row count 1..14, so the last
-//     panel of x costs its own rows only, and y is written in place.
+//     panel of x costs its own rows only, and y is written in place (a
+//     Linear's bias added as the first slice's tiles are stored).
 #pragma once
 
 #include <immintrin.h>
@@ -23,7 +24,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "../core/half.hpp"
 #include "../core/half_matrix.hpp"
@@ -34,8 +34,8 @@
 namespace mplug_owl2 {
 namespace kernels {
 
-// Most rows of x for which the prompt product is taken; above it, x no longer
-// fits the caches and the blocked sgemm is the better scheme.
+// Most rows of x for which the prompt product is taken; above it (the vision
+// encoder's 1025 rows) the blocked sgemm of kernels/sgemm.hpp is used.
 constexpr std::size_t kPromptMaxRows = 512;
 
 // True when the product of L rows with W [N, K] goes through prompt_gemm_nt.
