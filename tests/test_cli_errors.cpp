@@ -450,7 +450,7 @@ TEST_CASE("info shows the configuration and the tensors of the tiny checkpoint",
     CHECK(v["use_cls_token"].get<bool>());  // the + 1 above
 }
 
-TEST_CASE("--strict refuses a checkpoint with tensors no module reads naming them", "[cli][errors]") {
+TEST_CASE("the strict flag refuses a checkpoint with tensors no module reads naming them", "[cli][errors]") {
     // the tiny checkpoint plus one stray tensor
     const fs::path dir = fs::path(kTmp) / "cli_errors_strict";
     fs::remove_all(dir);
