@@ -85,45 +85,51 @@ void BM_sgemm_avx512(benchmark::State& state) {
     gflops(state, 2.0 * M * N * K);
 }
 
+// x [L, K], W [N, K] and y [L, N] of a product with a Linear's weights, from
+// the Args L, N, K and the weights' storage (0 f32, 1 bf16, 2 fp16).
+struct Product {
+    std::size_t L, N, K;
+    int kind;
+    std::vector<float> x, w, y;
+    HalfMatrix wh;  // W in half precision when kind is 1 or 2
+    explicit Product(const benchmark::State& state)
+        : L(state.range(0)), N(state.range(1)), K(state.range(2)), kind(int(state.range(3))),
+          x(random_values(L * K, 1)), w(random_values(N * K, 2)), y(L * N),
+          wh(kind == 0 ? HalfMatrix() : HalfMatrix::from_float(w.data(), N, K, kind == 1 ? DType::BF16 : DType::F16)) {}
+    const char* label() const { return kind == 0 ? "f32 weights" : kind == 1 ? "bf16 weights" : "fp16 weights"; }
+};
+
 // The prompt product of kernels/prompt_gemm.hpp; Args: L, N, K, weights (0 f32, 1 bf16, 2 fp16).
 void BM_prompt_gemm(benchmark::State& state) {
     if (!kernels::prompt_gemm_applies(state.range(0), state.range(1), state.range(2)))
         return state.SkipWithError("the prompt product does not apply here");
-    const std::size_t L = state.range(0), N = state.range(1), K = state.range(2);
-    const auto x = random_values(L * K, 1), w = random_values(N * K, 2);
-    std::vector<float> y(L * N);
-    const int kind = int(state.range(3));
-    const HalfMatrix wh = kind == 0 ? HalfMatrix() : HalfMatrix::from_float(w.data(), N, K, kind == 1 ? DType::BF16 : DType::F16);
+    Product p(state);
     for (auto _ : state) {
-        if (kind == 0)
-            kernels::prompt_gemm_nt(x.data(), L, w.data(), N, K, 0.f, y.data(), N);
+        if (p.kind == 0)
+            kernels::prompt_gemm_nt(p.x.data(), p.L, p.w.data(), p.N, p.K, 0.f, p.y.data(), p.N);
         else
-            kernels::prompt_gemm_half_nt(x.data(), L, wh, 0.f, y.data(), N);
-        benchmark::DoNotOptimize(y.data());
+            kernels::prompt_gemm_half_nt(p.x.data(), p.L, p.wh, 0.f, p.y.data(), p.N);
+        benchmark::DoNotOptimize(p.y.data());
     }
-    gflops(state, 2.0 * L * N * K);
-    state.SetLabel(kind == 0 ? "f32 weights" : kind == 1 ? "bf16 weights" : "fp16 weights");
+    gflops(state, 2.0 * p.L * p.N * p.K);
+    state.SetLabel(p.label());
 }
 
 // Decoding: the few-rows product of kernels/gemv.hpp, weights streamed once;
 // Args: L, N, K, weights (0 f32, 1 bf16, 2 fp16).
 void BM_gemv(benchmark::State& state) {
-    const std::size_t L = state.range(0), N = state.range(1), K = state.range(2);
-    if (!kernels::gemv_applies(L)) return state.SkipWithError("the few-rows kernel does not apply here");
-    const auto x = random_values(L * K, 1), w = random_values(N * K, 2);
-    std::vector<float> y(L * N);
-    const int kind = int(state.range(3));
-    const HalfMatrix wh = kind == 0 ? HalfMatrix() : HalfMatrix::from_float(w.data(), N, K, kind == 1 ? DType::BF16 : DType::F16);
+    if (!kernels::gemv_applies(state.range(0))) return state.SkipWithError("the few-rows kernel does not apply here");
+    Product p(state);
     for (auto _ : state) {
-        if (kind == 0)
-            kernels::gemv_nt(x.data(), L, w.data(), N, K, 0.f, y.data(), N, thread_pool());
+        if (p.kind == 0)
+            kernels::gemv_nt(p.x.data(), p.L, p.w.data(), p.N, p.K, 0.f, p.y.data(), p.N, thread_pool());
         else
-            kernels::gemv_nt(x.data(), L, wh, 0.f, y.data(), N, thread_pool());
-        benchmark::DoNotOptimize(y.data());
+            kernels::gemv_nt(p.x.data(), p.L, p.wh, 0.f, p.y.data(), p.N, thread_pool());
+        benchmark::DoNotOptimize(p.y.data());
     }
-    const double weight_bytes = double(N) * K * (kind == 0 ? 4 : 2);
+    const double weight_bytes = double(p.N) * p.K * (p.kind == 0 ? 4 : 2);
     state.SetBytesProcessed(std::int64_t(state.iterations() * weight_bytes));
-    state.SetLabel(kind == 0 ? "f32 weights" : kind == 1 ? "bf16 weights" : "fp16 weights");
+    state.SetLabel(p.label());
 }
 
 // ---- attention ------------------------------------------------------------------------------
