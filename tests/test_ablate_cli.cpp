@@ -131,14 +131,6 @@ const nlohmann::json& find_row(const nlohmann::json& rows, const std::string& c,
     return rows[0];
 }
 
-MamRouting routing(MamPolicy p, std::set<MamPart> parts, std::set<std::size_t> layers) {
-    MamRouting r;
-    r.policy = p;
-    r.parts = std::move(parts);
-    r.layers = std::move(layers);
-    return r;
-}
-
 }  // namespace
 
 TEST_CASE("ablate writes the measures of every case and routing of the grid", "[cli][ablate]") {
@@ -211,11 +203,11 @@ TEST_CASE("ablate writes the measures of every case and routing of the grid", "[
         MamRouting routing;
     };
     const std::vector<Probe> probes = {
-        {"image_then_text", "text", "all", "all", routing(MamPolicy::Text, {}, {})},
-        {"two_images", "swap", "1", "k_proj+v_proj", routing(MamPolicy::Swap, {MamPart::KProj, MamPart::VProj}, {1})},
-        {"photo_jpeg", "text", "0", "all", routing(MamPolicy::Text, {}, {0})},
+        {"image_then_text", "text", "all", "all", MamRouting{MamPolicy::Text, {}, {}}},
+        {"two_images", "swap", "1", "k_proj+v_proj", MamRouting{MamPolicy::Swap, {MamPart::KProj, MamPart::VProj}, {1}}},
+        {"photo_jpeg", "text", "0", "all", MamRouting{MamPolicy::Text, {}, {0}}},
         {"image_then_text", "swap", "all", "k_proj+v_proj",
-         routing(MamPolicy::Swap, {MamPart::KProj, MamPart::VProj}, {})},
+         MamRouting{MamPolicy::Swap, {MamPart::KProj, MamPart::VProj}, {}}},
     };
     for (const auto& p : probes) {
         INFO(p.c << " " << p.policy << " layers " << p.layers << " parts " << p.parts);

@@ -158,14 +158,6 @@ void check_same_run(const Run& a, const Run& b, const std::string& case_name, do
     CHECK(a.indicators == b.indicators);
 }
 
-MamRouting routing(MamPolicy policy, std::set<MamPart> parts, std::set<std::size_t> layers) {
-    MamRouting r;
-    r.policy = policy;
-    r.parts = std::move(parts);
-    r.layers = std::move(layers);
-    return r;
-}
-
 std::string describe(const MamRouting& r) {
     std::string s = mam_policy_name(r.policy);
     s += " parts";
@@ -183,14 +175,14 @@ TEST_CASE("an ablated routing computes what the official routing computes on wei
           "[ablation]") {
     using P = MamPart;
     const std::vector<MamRouting> choices = {
-        routing(MamPolicy::Text, {}, {}),
-        routing(MamPolicy::Visual, {}, {}),
-        routing(MamPolicy::Swap, {}, {}),
-        routing(MamPolicy::Text, {P::KProj, P::VProj}, {1}),
-        routing(MamPolicy::Swap, {P::InputLayernorm}, {0}),
-        routing(MamPolicy::Visual, {P::PostAttentionLayernorm, P::VProj}, {}),
-        routing(MamPolicy::Swap, {}, {1}),
-        routing(MamPolicy::Text, {P::InputLayernorm, P::PostAttentionLayernorm}, {0, 1}),
+        MamRouting{MamPolicy::Text, {}, {}},
+        MamRouting{MamPolicy::Visual, {}, {}},
+        MamRouting{MamPolicy::Swap, {}, {}},
+        MamRouting{MamPolicy::Text, {P::KProj, P::VProj}, {1}},
+        MamRouting{MamPolicy::Swap, {P::InputLayernorm}, {0}},
+        MamRouting{MamPolicy::Visual, {P::PostAttentionLayernorm, P::VProj}, {}},
+        MamRouting{MamPolicy::Swap, {}, {1}},
+        MamRouting{MamPolicy::Text, {P::InputLayernorm, P::PostAttentionLayernorm}, {0, 1}},
     };
     MplugOwl2LlamaForCausalLM<double> ablated = load_model<double>(tiny_weights(), tiny_config());
     for (const MamRouting& r : choices) {
@@ -211,7 +203,7 @@ TEST_CASE("the ablations change the result of a prompt with an image", "[ablatio
     MplugOwl2LlamaForCausalLM<double> m = load_model<double>(tiny_weights(), tiny_config());
     const Run official = run_case(m, "image_then_text");
     for (MamPolicy p : {MamPolicy::Text, MamPolicy::Visual, MamPolicy::Swap}) {
-        m.set_mam_routing(routing(p, {}, {}));
+        m.set_mam_routing(MamRouting{p, {}, {}});
         INFO("policy " << mam_policy_name(p));
         CHECK(parity::relative_error(run_case(m, "image_then_text").logits, official.logits) > 1e-3);
     }
@@ -225,8 +217,8 @@ TEST_CASE("with text on every part of every layer no visual copy is read and wit
         SECTION(std::string("policy ") + mam_policy_name(policy)) {
             MplugOwl2LlamaForCausalLM<double> clean = load_model<double>(tiny_weights(), tiny_config());
             MplugOwl2LlamaForCausalLM<double> half = load_model<double>(*copy_poisoned(poisoned), tiny_config());
-            clean.set_mam_routing(routing(policy, {}, {}));
-            half.set_mam_routing(routing(policy, {}, {}));
+            clean.set_mam_routing(MamRouting{policy, {}, {}});
+            half.set_mam_routing(MamRouting{policy, {}, {}});
             for (const char* c : {"image_then_text", "two_images"}) {
                 const Run a = run_case(half, c), b = run_case(clean, c);
                 for (double x : a.logits) REQUIRE(std::isfinite(x));
@@ -246,7 +238,7 @@ TEST_CASE("the routing acts only where it is restricted to and can be set back a
     const Run official = run_case(m, "two_images");
 
     // swap in layer 1 only: the vision tower, the abstractor and layer 0 are untouched, bit for bit
-    m.set_mam_routing(routing(MamPolicy::Swap, {}, {1}));
+    m.set_mam_routing(MamRouting{MamPolicy::Swap, {}, {1}});
     const Run swapped = run_case(m, "two_images");
     std::size_t same = 0;
     for (const auto& kv : official.records) {
@@ -263,7 +255,7 @@ TEST_CASE("the routing acts only where it is restricted to and can be set back a
                                  official.records.at("model.layers.1.self_attn.k_proj").values) > 1e-3);
 
     // k_proj only: layer 1's input_layernorm is still official
-    m.set_mam_routing(routing(MamPolicy::Swap, {MamPart::KProj}, {1}));
+    m.set_mam_routing(MamRouting{MamPolicy::Swap, {MamPart::KProj}, {1}});
     const Run k_only = run_case(m, "two_images");
     CHECK(k_only.records.at("model.layers.1.input_layernorm").values ==
           official.records.at("model.layers.1.input_layernorm").values);
