@@ -59,7 +59,6 @@ Out run(const std::string& case_name, const Hooks<double>& hooks) {
     return run(ids_of(case_name), pixels_of(case_name), hooks);
 }
 
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
 bool ends_with(const std::string& s, const std::string& t) {
     return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
 }
