@@ -8,10 +8,12 @@
 //
 // Next to the stage times it measures, in the same run, what bounds them:
 //   - the GFLOP/s of a plain float product of the vision MLP's shape
-//     ([1025, 1024] · [1024, 4096]), once through OpenBLAS's cblas_sgemm and
-//     once through the library's gemm<float> (which takes the AVX-512 kernel
-//     where it is faster): compute-bound stages are compared with the faster;
-//   - the memory bandwidth of a streaming read of 1 GiB over the threads:
+//     ([1025, 1024] · [1024, 4096]), four times in a row (about as long as
+//     the stages), through OpenBLAS's cblas_sgemm and through the library's
+//     gemm<float> (which takes the AVX-512 kernel where it is faster):
+//     compute-bound stages are compared with the faster;
+//   - the memory bandwidth of a streaming read of 1 GiB over the threads
+//     (four streams per thread, as the decoding kernels read):
 //     decoding reads every weight once per token, so its floor is
 //     bytes read per token / bandwidth.
 // Every stage runs --repeat times after one warm-up run; each figure is the
@@ -93,21 +95,29 @@ double weight_bytes(const mplug_owl2::Linear<T>& l) {
     return l.weight_half.empty() ? double(l.weight.size() * sizeof(T)) : double(l.weight_half.bytes());
 }
 
-// Sum of n 64-bit words: the loads are what is timed.
+// Sum of n 64-bit words: the loads are what is timed. The words are read as
+// four streams at once (each a quarter of the range, fetched a few lines
+// ahead), as the decoding kernels read four weight rows at once: one
+// stream per core leaves part of the memory bandwidth unused.
 __attribute__((target("avx512f"))) inline std::uint64_t read_avx512(const std::uint64_t* p, std::size_t n) {
+    const std::size_t q = n / 32 * 8;  // words per stream, whole lines
+    const std::uint64_t *p0 = p, *p1 = p + q, *p2 = p + 2 * q, *p3 = p + 3 * q;
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    std::size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + i));
-        a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + i + 8));
-        a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + i + 16));
-        a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + i + 24));
+    for (std::size_t i = 0; i < q; i += 8) {
+        _mm_prefetch(reinterpret_cast<const char*>(p0 + i + 128), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p1 + i + 128), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p2 + i + 128), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p3 + i + 128), _MM_HINT_T0);
+        a0 = _mm512_add_epi64(a0, _mm512_load_si512(p0 + i));
+        a1 = _mm512_add_epi64(a1, _mm512_load_si512(p1 + i));
+        a2 = _mm512_add_epi64(a2, _mm512_load_si512(p2 + i));
+        a3 = _mm512_add_epi64(a3, _mm512_load_si512(p3 + i));
     }
     alignas(64) std::uint64_t lanes[8];
     _mm512_store_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
     std::uint64_t s = 0;
     for (auto l : lanes) s += l;
-    for (; i < n; ++i) s += p[i];
+    for (std::size_t i = 4 * q; i < n; ++i) s += p[i];
     return s;
 }
 
@@ -168,17 +178,23 @@ public:
         for (auto& v : b_) v = normal(rng);
     }
 
-    Rate measure(bool through_openblas) {
+    // `times` products back to back, timed together: a stretch of work as
+    // long as the stages it bounds (about 0.1 s), not one burst.
+    Rate measure(bool through_openblas, int times = 4) {
         using namespace mplug_owl2;
         const Stamp t0 = Stamp::now();
-        if (through_openblas)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(M_), static_cast<blasint>(N_),
-                        static_cast<blasint>(K_), 1.f, a_.data(), static_cast<blasint>(K_), b_.data(),
-                        static_cast<blasint>(K_), 0.f, c_.data(), static_cast<blasint>(N_));
-        else
-            gemm<float>(Trans::No, Trans::Yes, M_, N_, K_, 1.f, a_.data(), K_, b_.data(), K_, 0.f, c_.data(), N_);
+        for (int i = 0; i < times; ++i) {
+            if (through_openblas)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(M_),
+                            static_cast<blasint>(N_), static_cast<blasint>(K_), 1.f, a_.data(),
+                            static_cast<blasint>(K_), b_.data(), static_cast<blasint>(K_), 0.f, c_.data(),
+                            static_cast<blasint>(N_));
+            else
+                gemm<float>(Trans::No, Trans::Yes, M_, N_, K_, 1.f, a_.data(), K_, b_.data(), K_, 0.f, c_.data(),
+                            N_);
+        }
         const Stamp t1 = Stamp::now();
-        const double gflop = gemm_flops(double(M_), double(N_), double(K_)) * 1e-9;
+        const double gflop = times * gemm_flops(double(M_), double(N_), double(K_)) * 1e-9;
         return {gflop / std::chrono::duration<double>(t1.wall - t0.wall).count(), gflop / (t1.cpu - t0.cpu)};
     }
 

@@ -2,9 +2,21 @@
 // (attention heads, half-precision weight conversion). OpenBLAS keeps its own
 // threads for GEMMs; this pool only runs between BLAS calls, so the two never
 // oversubscribe the cores.
+//
+// A decoding step hands the pool dozens of jobs of a few hundred
+// microseconds each. Waking a thread that sleeps on a condition variable
+// takes tens of microseconds (more on a virtual machine, whose idle cores
+// halt), so a waiting thread first polls for a short while (kSpin) and
+// only then sleeps: back-to-back jobs never wait for a wake-up.
 #pragma once
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -27,6 +39,9 @@ public:
         return n == 0 ? 1 : n;
     }
 
+    // How long a waiting thread polls before it sleeps.
+    static constexpr std::chrono::microseconds kSpin{200};
+
     // Number of threads that run a parallel_for (the caller included).
     std::size_t size() const { return workers_.size() + 1; }
 
@@ -35,7 +50,7 @@ public:
         done_ = false;
         // New workers wait for the next job, not the last one run before.
         for (std::size_t i = 1; i < std::max<std::size_t>(threads, 1); ++i)
-            workers_.emplace_back([this, i, seen = generation_] { work(i, seen); });
+            workers_.emplace_back([this, i, seen = generation_.load()] { work(i, seen); });
     }
 
     // Calls fn(begin, end) on disjoint chunks covering [0, n), one chunk per
@@ -59,6 +74,7 @@ public:
         }
         cv_.notify_all();
         run_chunk(0);
+        spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
         std::unique_lock<std::mutex> lock(m_);
         finished_.wait(lock, [this] { return pending_ == 0; });
         job_ = nullptr;
@@ -84,8 +100,26 @@ private:
         }
     }
 
+    // Polls `ready` for up to kSpin; the caller then takes the lock and
+    // waits on its condition variable as usual (at once if ready by then).
+    template <class Ready>
+    static void spin_until(const Ready& ready) {
+        const auto until = std::chrono::steady_clock::now() + kSpin;
+        for (;;) {
+            for (int i = 0; i < 64; ++i) {
+                if (ready()) return;
+#if defined(__x86_64__) || defined(__i386__)
+                _mm_pause();
+#endif
+            }
+            if (std::chrono::steady_clock::now() >= until) return;
+        }
+    }
+
     void work(std::size_t index, std::size_t seen) {
         for (;;) {
+            spin_until([&] { return done_.load(std::memory_order_acquire) ||
+                                    generation_.load(std::memory_order_acquire) != seen; });
             {
                 std::unique_lock<std::mutex> lock(m_);
                 cv_.wait(lock, [&] { return done_ || generation_ != seen; });
@@ -116,9 +150,11 @@ private:
     std::mutex m_;
     std::condition_variable cv_, finished_;
     const std::function<void(std::size_t, std::size_t)>* job_ = nullptr;
-    std::size_t n_ = 0, parts_ = 1, pending_ = 0, generation_ = 0;
+    std::size_t n_ = 0, parts_ = 1;
+    // Written under m_; atomic so that waiting threads may poll them.
+    std::atomic<std::size_t> pending_{0}, generation_{0};
+    std::atomic<bool> done_{false};
     std::exception_ptr error_;
-    bool done_ = false;
 };
 
 // The process-wide pool used by the fast kernels.
