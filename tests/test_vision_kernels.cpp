@@ -58,9 +58,9 @@ TEST_CASE("sgemm equals cblas_sgemm for every transpose and ragged shape", "[ker
     struct Case {
         std::size_t M, N, K;
     };
-    // Tiles (14 × 32), packed depth (256) and row blocks (56) all cut
+    // Tiles (14 × 32), packed depth (256) and row blocks (224) all cut
     // somewhere inside these shapes.
-    const Case cases[] = {{16, 16, 1}, {37, 45, 300}, {130, 70, 600}, {57, 129, 17}, {14, 32, 256}};
+    const Case cases[] = {{16, 16, 1}, {37, 45, 300}, {130, 70, 600}, {57, 129, 17}, {14, 32, 256}, {250, 40, 270}};
     const float ab[][2] = {{1.f, 0.f}, {0.5f, 1.f}, {-2.f, 0.25f}};
     const float nan = std::numeric_limits<float>::quiet_NaN();
     for (const Case& c : cases)

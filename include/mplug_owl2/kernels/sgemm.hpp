@@ -2,15 +2,17 @@
 // cblas_sgemm (the plain path). gemm<float> sends large products here:
 // OpenBLAS 0.3.21 does not recognise recent Xeons (e.g. family 6 model 207)
 // and falls back to its SSE3 "Prescott" kernels, about a tenth of what
-// AVX-512 cores do.
+// AVX-512 cores do; with OPENBLAS_CORETYPE=Haswell it runs AVX2 kernels,
+// about two thirds (docs/performance.md).
 //
 // The usual blocked scheme (Goto / BLIS):
 //   - op(B) is packed once into panels of NR = 32 columns, KC rows deep
 //     (PackedB), shared by all threads;
-//   - each task takes MC rows of op(A) (times a range of B's panels), packs
-//     them KC deep into panels of MR = 14 rows, and runs the micro-kernel
-//     on every MR × NR tile of C: 28 AVX-512 accumulators, one FMA per
-//     broadcast element of A and vector of B.
+//   - each task takes MC = 224 rows of op(A) (times a range of B's panels),
+//     packs them KC deep into panels of MR = 14 rows (224 KB, kept in L2),
+//     so that each panel of B, once in L1, serves 16 tiles; it runs the
+//     micro-kernel on every MR × NR tile of C: 28 AVX-512 accumulators, one
+//     FMA per broadcast element of A and vector of B.
 // Packing reads op(A) and op(B) in any transposition, so the micro-kernel
 // is one piece of code; tiles at the edges go through a scratch tile.
 #pragma once
@@ -51,7 +53,10 @@ namespace sgemm_detail {
 constexpr std::size_t MR = 14;   // rows of a C tile (accumulators: MR × 2 vectors)
 constexpr std::size_t NR = 32;   // columns of a C tile (two 16-float vectors)
 constexpr std::size_t KC = 256;  // depth of a packed block: an NR panel of B (32 KB) stays in L1
-constexpr std::size_t MC = 4 * MR;  // rows of A packed at a time (a 56 × 256 block, 56 KB)
+// Rows of A packed at a time: a 224 × 256 block, 224 KB, stays in L2 (1 MB
+// on Zen 5, 2 MB on recent Xeons). 16 tiles per panel of B ran 18% faster
+// than 4 on the Zen 5 (bench_kernels, alternated).
+constexpr std::size_t MC = 16 * MR;
 
 inline std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
