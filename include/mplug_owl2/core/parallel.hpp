@@ -7,7 +7,9 @@
 // microseconds each. Waking a thread that sleeps on a condition variable
 // takes tens of microseconds (more on a virtual machine, whose idle cores
 // halt), so a waiting thread first polls for a short while (kSpin) and
-// only then sleeps: back-to-back jobs never wait for a wake-up.
+// only then sleeps: back-to-back jobs never wait for a wake-up. The price:
+// for up to kSpin after a job the pool's threads keep their cores busy, so
+// an OpenBLAS call right after one may find them taken for that long.
 #pragma once
 
 #if defined(__x86_64__) || defined(__i386__)
