@@ -28,6 +28,7 @@
 #include "mplug_owl2/kernels/attention.hpp"
 #include "mplug_owl2/kernels/causal_attention.hpp"
 #include "mplug_owl2/kernels/gemv.hpp"
+#include "mplug_owl2/kernels/packed_gemm.hpp"
 #include "mplug_owl2/kernels/half_gemm.hpp"
 #include "mplug_owl2/kernels/prompt_gemm.hpp"
 #include "mplug_owl2/kernels/sgemm.hpp"
@@ -132,6 +133,22 @@ void BM_gemv(benchmark::State& state) {
     state.SetLabel(p.label());
 }
 
+// Weights packed once (kernels/packed_weights.hpp), as the decoder's float
+// projections are after pack_decoder_weights: the prompt product reading the
+// packed slices for 9+ rows, the packed few-rows kernel for up to 8; Args:
+// L, N, K. Counters: GFLOP/s and the weights' bytes per second.
+void BM_packed_gemm(benchmark::State& state) {
+    Product p(state);
+    const kernels::PackedWeights packed = kernels::PackedWeights::pack(p.w.data(), p.N, p.K);
+    for (auto _ : state) {
+        kernels::packed_gemm_nt(p.x.data(), p.L, packed, 0.f, p.y.data(), p.N);
+        benchmark::DoNotOptimize(p.y.data());
+    }
+    gflops(state, 2.0 * p.L * p.N * p.K);
+    state.SetBytesProcessed(std::int64_t(state.iterations() * double(p.N) * p.K * 4));
+    state.SetLabel("f32 weights, packed");
+}
+
 // ---- attention ------------------------------------------------------------------------------
 
 // The vision encoder's attention (kernels/attention.hpp): Args: tokens, heads, head_dim.
@@ -201,7 +218,8 @@ void BM_halves_to_float(benchmark::State& state) {
 
 // The vision MLP's product (the bench command's reference), the decoder's
 // projections for a prompt of 89 positions (65 visual + 24 text in the
-// multiway K/V), its MLP, and lm_head for one row.
+// multiway K/V), its MLP, and lm_head for one row; the same with the weights
+// packed.
 BENCHMARK(BM_sgemm_openblas)->Args({1025, 4096, 1024})->Args({89, 4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_sgemm_avx512)->Args({1025, 4096, 1024})->Args({1025, 1024, 4096})->Args({89, 4096, 4096})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -209,6 +227,10 @@ BENCHMARK(BM_prompt_gemm)
     ->Args({89, 4096, 4096, 0})->Args({65, 4096, 4096, 0})->Args({24, 4096, 4096, 0})
     ->Args({89, 11008, 4096, 0})->Args({89, 4096, 11008, 0})
     ->Args({89, 4096, 4096, 1})->Args({89, 4096, 4096, 2})->Args({89, 11008, 4096, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_packed_gemm)
+    ->Args({89, 4096, 4096, 0})->Args({65, 4096, 4096, 0})->Args({24, 4096, 4096, 0})
+    ->Args({89, 11008, 4096, 0})->Args({89, 4096, 11008, 0})->Args({1, 4096, 4096, 0})->Args({1, 32000, 4096, 0})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_gemv)
     ->Args({1, 4096, 4096, 0})->Args({1, 4096, 4096, 1})->Args({1, 4096, 4096, 2})

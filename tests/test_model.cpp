@@ -65,11 +65,12 @@ std::vector<std::int64_t> ids_of(const nlohmann::json& c) { return c["input_ids"
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("the whole model reproduces every activation of every tiny case from its pixel values", "[model]",
-                   float, double) {
-    using T = TestType;
-    MplugOwl2LlamaForCausalLM<T> model = tiny_model<T>();
-    CHECK(model.unused_tensors.empty());
+namespace {
+
+// Every tiny case from its pixel values: every recorded activation, the
+// decoding steps' logits and the greedy ids against the reference.
+template <class T>
+void check_every_case(MplugOwl2LlamaForCausalLM<T> model) {
     for (const auto& c : parity::tiny_cases()) {
         const std::string name = c["name"];
         SECTION(name) {
@@ -108,6 +109,35 @@ TEMPLATE_TEST_CASE("the whole model reproduces every activation of every tiny ca
             parity::check_greedy_ids<T>(gen.ids, expected_ids, ref.get("logits"), ref.get("generate.step_logits"));
         }
     }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("the whole model reproduces every activation of every tiny case from its pixel values", "[model]",
+                   float, double) {
+    using T = TestType;
+    CHECK(tiny_model<T>().unused_tensors.empty());
+    check_every_case(tiny_model<T>());
+}
+
+TEST_CASE("with the decoder's weights packed the float model still reproduces every tiny case", "[model][packed]") {
+    MplugOwl2LlamaForCausalLM<float> model = tiny_model<float>();
+    const std::size_t layers = model.model.layers.size();
+    REQUIRE(model.pack_decoder_weights() == 9 * layers + 1);  // q, k ×2, v ×2, o, gate, up, down per layer; lm_head
+    CHECK(model.pack_decoder_weights() == 0);                // packed once
+    CHECK(model.lm_head.packed());
+    CHECK(model.model.layers[0].self_attn.k_proj.multiway[1].packed());
+    CHECK(model.model.layers[0].self_attn.q_proj.weight.size() == 0);  // the row-major copy is freed
+    // the packed matrices hold the checkpoint's values exactly
+    const auto& original = tiny_model<float>().model.layers[layers - 1].mlp.down_proj;
+    const Matrix<float> unpacked = model.model.layers[layers - 1].mlp.down_proj.dense_weight();
+    CHECK(unpacked.shape() == original.weight.shape());
+    CHECK(std::equal(unpacked.begin(), unpacked.end(), original.weight.begin()));
+    check_every_case(model);
+    // double models keep their weights as they are
+    MplugOwl2LlamaForCausalLM<double> d = tiny_model<double>();
+    CHECK(d.pack_decoder_weights() == 0);
+    CHECK_FALSE(d.lm_head.packed());
 }
 
 TEST_CASE("generation stops at any end-of-sequence id or the position limit, after feeding what it chose",

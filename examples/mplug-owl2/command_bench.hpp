@@ -89,10 +89,11 @@ struct Stamp {
 // 2·M·N·K
 inline double gemm_flops(double M, double N, double K) { return 2.0 * M * N * K; }
 
-// Bytes of a Linear's weight as stored.
+// Bytes of a Linear's weight as stored (packed or not).
 template <class T>
 double weight_bytes(const mplug_owl2::Linear<T>& l) {
-    return l.weight_half.empty() ? double(l.weight.size() * sizeof(T)) : double(l.weight_half.bytes());
+    if (!l.weight_half.empty()) return double(l.weight_half.bytes());
+    return double(l.out_features() * l.in_features() * sizeof(T));
 }
 
 // Sum of n 64-bit words: the loads are what is timed. The words are read as
@@ -314,6 +315,7 @@ inline void run_bench(const BenchOptions& o) {
         WeightLoader w(*source);
         if (dtype != DType::F32) w.keep_half_precision(source);  // the model keeps the source alive
         model.load(w, cfg);
+        model.pack_decoder_weights();  // as the other commands load it (float weights only)
         std::cerr << "model built in " << elapsed_s(t0) << " s\n";
     }
 

@@ -162,6 +162,7 @@ mplug_owl2::MplugOwl2LlamaForCausalLM<T> load_cli_model(const ModelOptions& o, c
     using namespace mplug_owl2;
     LoadOptions load;
     load.keep_half_precision = o.weights != "float";
+    load.pack_decoder_weights = true;  // the commands never read a weight matrix themselves
     MplugOwl2LlamaForCausalLM<T> model =
         load_model<T>(std::shared_ptr<const TensorSource>(open_checkpoint(o.model_dir)), config, load);
     if (o.strict) check_strict(model.unused_tensors, "--model " + o.model_dir);

@@ -12,7 +12,9 @@
 //   - the threads take blocks of 64 weight rows (= columns of y) in turn;
 //     for each 256-deep slice a block is transposed into two 32-column
 //     panels in the thread's own buffer (halves converted on the way), then
-//     multiplied with every 14-row panel of x while it stays in L1;
+//     multiplied with every 14-row panel of x while it stays in L1; weights
+//     packed in that order once for all (kernels/packed_weights.hpp) are
+//     read where they lie instead;
 //   - the micro-kernel is compiled for each row count 1..14, so the last
 //     panel of x costs its own rows only, and y is written in place (a
 //     Linear's bias added as the first slice's tiles are stored).
@@ -140,11 +142,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void pack_weights(co
     }
 }
 
-// The product (plus bias[N] on every row when given) for weights packed
-// through pack(j0, n, k0, kc, dst).
-template <class PackWeights>
+// The product (plus bias[N] on every row when given) for weights whose
+// block of rows [j0, j0 + nb) × columns [k0, k0 + kc) slice(j0, nb, k0, kc,
+// buffer) returns as panels [⌈nb/32⌉][kc][32], either packed into `buffer`
+// (room for 64 × 256 floats) or where they are stored.
+template <class Slice>
 void prompt_gemm(const float* x, std::size_t L, std::size_t N, std::size_t K, float beta, float* y, std::size_t ldy,
-                 ThreadPool& pool, const float* bias, const PackWeights& pack) {
+                 ThreadPool& pool, const float* bias, const Slice& slice) {
     if (L == 0 || N == 0) return;
     const std::size_t panels = ceil_div(L, MR);
     // 1. x packed: for each slice of KC columns, the panels of MR rows one
@@ -175,13 +179,13 @@ void prompt_gemm(const float* x, std::size_t L, std::size_t N, std::size_t K, fl
             const std::size_t j0 = b * kBlockRows, nb = std::min(kBlockRows, N - j0);
             for (std::size_t k0 = 0; k0 < K; k0 += KC) {
                 const std::size_t kc = std::min(KC, K - k0);
-                for (std::size_t c = 0; c < nb; c += NR) pack(j0 + c, std::min(NR, nb - c), k0, kc, wp + c * kc);
+                const float* const wb = slice(j0, nb, k0, kc, wp);
                 for (std::size_t c = 0; c < nb; c += NR) {
                     const std::size_t n = std::min(NR, nb - c);
                     const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
                     const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
                     for (std::size_t p = 0; p < panels; ++p)
-                        tile_rows(std::min(MR, L - p * MR), kc, xp + k0 * panels * MR + p * MR * kc, wp + c * kc,
+                        tile_rows(std::min(MR, L - p * MR), kc, xp + k0 * panels * MR + p * MR * kc, wb + c * kc,
                                   k0 == 0, beta, y + p * MR * ldy + j0 + c, ldy, m0, m1,
                                   bias ? bias + j0 + c : nullptr);
                 }
@@ -199,8 +203,11 @@ void prompt_gemm(const float* x, std::size_t L, std::size_t N, std::size_t K, fl
 inline void prompt_gemm_nt(const float* x, std::size_t L, const float* w, std::size_t N, std::size_t K, float beta,
                            float* y, std::size_t ldy, ThreadPool& pool = thread_pool(), const float* bias = nullptr) {
     prompt_detail::prompt_gemm(x, L, N, K, beta, y, ldy, pool, bias,
-                               [&](std::size_t j0, std::size_t n, std::size_t k0, std::size_t kc, float* dst) {
-                                   prompt_detail::pack_weights(w, K, j0, n, k0, kc, dst);
+                               [&](std::size_t j0, std::size_t nb, std::size_t k0, std::size_t kc, float* dst) {
+                                   for (std::size_t c = 0; c < nb; c += prompt_detail::NR)
+                                       prompt_detail::pack_weights(w, K, j0 + c, std::min(prompt_detail::NR, nb - c),
+                                                                   k0, kc, dst + c * kc);
+                                   return static_cast<const float*>(dst);
                                });
 }
 
@@ -208,8 +215,11 @@ inline void prompt_gemm_nt(const float* x, std::size_t L, const float* w, std::s
 inline void prompt_gemm_half_nt(const float* x, std::size_t L, const HalfMatrix& w, float beta, float* y,
                                 std::size_t ldy, ThreadPool& pool = thread_pool(), const float* bias = nullptr) {
     prompt_detail::prompt_gemm(x, L, w.rows, w.cols, beta, y, ldy, pool, bias,
-                               [&](std::size_t j0, std::size_t n, std::size_t k0, std::size_t kc, float* dst) {
-                                   prompt_detail::pack_weights(w, j0, n, k0, kc, dst);
+                               [&](std::size_t j0, std::size_t nb, std::size_t k0, std::size_t kc, float* dst) {
+                                   for (std::size_t c = 0; c < nb; c += prompt_detail::NR)
+                                       prompt_detail::pack_weights(w, j0 + c, std::min(prompt_detail::NR, nb - c), k0,
+                                                                   kc, dst + c * kc);
+                                   return static_cast<const float*>(dst);
                                });
 }
 

@@ -39,6 +39,10 @@ struct LoadOptions {
     // except the buffers the official checkpoints store and the model
     // recomputes (`rotary_emb.inv_freq`).
     bool strict = false;
+    // Float compute only: the decoder's float matrices packed for the fast
+    // products (MplugOwl2LlamaForCausalLM::pack_decoder_weights); their
+    // `weight` is then empty (Linear::dense_weight gives it back).
+    bool pack_decoder_weights = false;
 };
 
 // The tensors of `unused` that strict loading refuses: all but the recomputed buffers.
@@ -70,6 +74,7 @@ MplugOwl2LlamaForCausalLM<T> load_model(std::shared_ptr<const TensorSource> weig
     MplugOwl2LlamaForCausalLM<T> m;
     m.load(w, config);
     if (options.strict) check_strict(m.unused_tensors, "the checkpoint");
+    if (options.pack_decoder_weights) m.pack_decoder_weights();
     return m;
 }
 
