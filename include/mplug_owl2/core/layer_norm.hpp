@@ -4,8 +4,10 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "../io/tensor_source.hpp"
+#include "../kernels/norms.hpp"
 #include "hooks.hpp"
 
 namespace mplug_owl2 {
@@ -26,6 +28,27 @@ struct LayerNorm {
 
     // x [L, D] -> [L, D]; `shape` as for Linear::forward.
     Matrix<T> forward(const Matrix<T>& x, const Hooks<T>& hooks, const Shape& shape = {}) const {
+        Matrix<T> y = apply(x);
+        hooks.report(name, y, shape);
+        return y;
+    }
+
+    // The normalisation without reporting: float rows through the AVX-512
+    // kernel (kernels/norms.hpp, tested against apply_plain), else the plain loop.
+    Matrix<T> apply(const Matrix<T>& x) const {
+        if constexpr (std::is_same<T, float>::value) {
+            if (kernels::norms_apply()) {
+                const std::size_t D = weight.size();
+                check_cols(x, D, name + " input");
+                Matrix<T> y = Matrix<T>::from_shape(x.shape());
+                kernels::layer_norm_rows(x.data(), x.shape(0), D, weight.data(), bias.data(), T(eps), y.data());
+                return y;
+            }
+        }
+        return apply_plain(x);
+    }
+
+    Matrix<T> apply_plain(const Matrix<T>& x) const {
         const std::size_t D = weight.size();
         check_cols(x, D, name + " input");
         Matrix<T> y = Matrix<T>::from_shape(x.shape());
@@ -41,7 +64,6 @@ struct LayerNorm {
             const T inv = T(1) / std::sqrt(var + T(eps));
             for (std::size_t i = 0; i < D; ++i) yr[i] = (xr[i] - mean) * inv * weight(i) + bias(i);
         }
-        hooks.report(name, y, shape);
         return y;
     }
 };

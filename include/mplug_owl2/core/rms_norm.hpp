@@ -3,8 +3,10 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "../io/tensor_source.hpp"
+#include "../kernels/norms.hpp"
 #include "hooks.hpp"
 
 namespace mplug_owl2 {
@@ -21,8 +23,23 @@ struct RMSNorm {
         eps = epsilon;
     }
 
-    // Normalises without reporting (the multiway wrapper reports the merged result).
+    // Normalises without reporting (the multiway wrapper reports the merged
+    // result): float rows through the AVX-512 kernel (kernels/norms.hpp,
+    // tested against apply_plain), else the plain loop.
     Matrix<T> apply(const Matrix<T>& x) const {
+        if constexpr (std::is_same<T, float>::value) {
+            if (kernels::norms_apply()) {
+                const std::size_t D = weight.size();
+                check_cols(x, D, name + " input");
+                Matrix<T> y = Matrix<T>::from_shape(x.shape());
+                kernels::rms_norm_rows(x.data(), x.shape(0), D, weight.data(), T(eps), y.data());
+                return y;
+            }
+        }
+        return apply_plain(x);
+    }
+
+    Matrix<T> apply_plain(const Matrix<T>& x) const {
         const std::size_t D = weight.size();
         check_cols(x, D, name + " input");
         Matrix<T> y = Matrix<T>::from_shape(x.shape());

@@ -9,12 +9,15 @@
 // get_abs_pos (bicubic, float32).
 #pragma once
 
+#include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include <xtensor/xtensor.hpp>
 
 #include "../core/layer_norm.hpp"
 #include "../core/linear.hpp"
+#include "../kernels/sgemm.hpp"
 #include "../io/config.hpp"
 #include "get_abs_pos.hpp"
 #include "image_batch.hpp"
@@ -65,15 +68,16 @@ struct VisionEmbeddings {
         const std::size_t cls = use_cls_token() ? 1 : 0, L = cls + G;
 
         // 1. im2col: row (n, gy, gx) holds the patch in (channel, ky, kx) order   [N·G, 3·p·p]
+        //    (each patch row is p contiguous pixels of the row-major [N, 3, H, W])
         Matrix<T> patches = Matrix<T>::from_shape({N * G, 3 * p * p});
+        const T* px = pixels.data();
         for (std::size_t n = 0; n < N; ++n)
             for (std::size_t gy = 0; gy < gh; ++gy)
                 for (std::size_t gx = 0; gx < gw; ++gx) {
                     T* row = &patches(n * G + gy * gw + gx, 0);
                     for (std::size_t ch = 0; ch < 3; ++ch)
-                        for (std::size_t ky = 0; ky < p; ++ky)
-                            for (std::size_t kx = 0; kx < p; ++kx)
-                                *row++ = pixels(n, ch, gy * p + ky, gx * p + kx);
+                        for (std::size_t ky = 0; ky < p; ++ky, row += p)
+                            std::copy_n(px + ((n * 3 + ch) * H + gy * p + ky) * W + gx * p, p, row);
                 }
 
         // 2. patch_embed = patches · Wᵀ   [N·G, D]
@@ -118,14 +122,34 @@ private:
         if (!hooks.active()) return;
         const std::size_t D = hidden_size, G = gh * gw;
         Matrix<T> chw = Matrix<T>::from_shape({N * D, G});
-        for (std::size_t n = 0; n < N; ++n)
-            for (std::size_t g = 0; g < G; ++g)
-                for (std::size_t d = 0; d < D; ++d) chw(n * D + d, g) = embeds(n * G + g, d);
+        for (std::size_t n = 0; n < N; ++n) transpose_blocked(&embeds(n * G, 0), G, D, &chw(n * D, 0));
         const Shape shape = N == 1 ? Shape{D, gh, gw} : Shape{N, D, gh, gw};
         hooks.report(patch_embed.name, chw, shape);
-        for (std::size_t n = 0; n < N; ++n)
-            for (std::size_t g = 0; g < G; ++g)
-                for (std::size_t d = 0; d < D; ++d) embeds(n * G + g, d) = chw(n * D + d, g);
+        for (std::size_t n = 0; n < N; ++n) transpose_blocked(&chw(n * D, 0), D, G, &embeds(n * G, 0));
+    }
+
+    // dst [cols, rows] = src [rows, cols]ᵀ by tiles: float through the
+    // AVX-512 16 × 16 transpose in registers (each cache line read and
+    // written once; element by element, the 1024 × 1024 copies of the
+    // release model took about 5 ms each, the 4 KB-apart lines of a tile
+    // evicting one another), else 8 × 8 tiles.
+    static void transpose_blocked(const T* src, std::size_t rows, std::size_t cols, T* dst) {
+        if constexpr (std::is_same<T, float>::value) {
+            if (kernels::cpu_has_avx512f()) {
+                for (std::size_t r0 = 0; r0 < rows; r0 += 16)
+                    for (std::size_t c0 = 0; c0 < cols; c0 += 16) {
+                        const std::size_t r = std::min<std::size_t>(16, rows - r0), c = std::min<std::size_t>(16, cols - c0);
+                        kernels::sgemm_detail::transpose16(src + r0 * cols + c0, cols, r, c, dst + c0 * rows + r0, rows,
+                                                           static_cast<__mmask16>((1u << r) - 1));
+                    }
+                return;
+            }
+        }
+        constexpr std::size_t B = 8;
+        for (std::size_t r0 = 0; r0 < rows; r0 += B)
+            for (std::size_t c0 = 0; c0 < cols; c0 += B)
+                for (std::size_t r = r0; r < std::min(rows, r0 + B); ++r)
+                    for (std::size_t c = c0; c < std::min(cols, c0 + B); ++c) dst[c * rows + r] = src[r * cols + c];
     }
 };
 
