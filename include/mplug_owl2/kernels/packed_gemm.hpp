@@ -7,7 +7,8 @@
 //     vectors) times x[l, k] broadcast is added into the panel's 32 sums per
 //     row of x, so no horizontal sums are needed;
 //   - more rows, AVX-512: the prompt product (kernels/prompt_gemm.hpp),
-//     reading the packed slices where they lie, 512 rows of x at a time;
+//     reading the packed slices where they lie, at most 512 rows of x at a
+//     time;
 //   - otherwise (CPUs without AVX-512): blocks of rows unpacked into a
 //     float buffer and multiplied by gemm.
 #pragma once
@@ -183,8 +184,10 @@ inline void packed_gemm_nt(const float* x, std::size_t L, const PackedWeights& w
     if (gemv_applies(L)) return packed_detail::gemv(x, L, w, beta, y, ldy, pool, bias);
     static const bool has_vl = __builtin_cpu_supports("avx512vl");  // the prompt product's masked loads
     if (!(cpu_has_avx512() && has_vl)) return packed_detail::gemm_unpacked(x, L, w, beta, y, ldy, pool, bias);
-    for (std::size_t l0 = 0; l0 < L; l0 += kPromptMaxRows)
-        prompt_detail::prompt_gemm(x + l0 * K, std::min(kPromptMaxRows, L - l0), N, K, beta, y + l0 * ldy, ldy, pool,
+    // at most 512 rows at a time, in parts of equal size (1025 rows: 342, 342, 341)
+    const std::size_t parts = sgemm_detail::ceil_div(L, kPromptMaxRows), rows = sgemm_detail::ceil_div(L, parts);
+    for (std::size_t l0 = 0; l0 < L; l0 += rows)
+        prompt_detail::prompt_gemm(x + l0 * K, std::min(rows, L - l0), N, K, beta, y + l0 * ldy, ldy, pool,
                                    bias, [&](std::size_t j0, std::size_t, std::size_t k0, std::size_t, float*) {
                                        return w.slice(j0, k0);
                                    });
