@@ -1,7 +1,8 @@
 // nn.Linear: y = x·Wᵀ + b with W stored [out, in] as in the checkpoint.
 // A float Linear's weight can instead be packed once in the order of the
-// fast products (pack(); kernels/packed_weights.hpp): same results, prompt
-// products up to 20% faster; dense_weight() then gives W back.
+// fast products (pack(); kernels/packed_weights.hpp): prompt products up to
+// 20% faster with the same sums in the same order (decoding's few-row
+// products add in another order); dense_weight() then gives W back.
 #pragma once
 
 #include <string>
