@@ -25,6 +25,7 @@
 #include "gemv.hpp"
 #include "packed_weights.hpp"
 #include "prompt_gemm.hpp"
+#include "weight_gemm.hpp"
 
 namespace mplug_owl2 {
 namespace kernels {
@@ -155,14 +156,8 @@ inline void gemm_unpacked(const float* x, std::size_t L, const PackedWeights& w,
                 w.unpack_rows(j0 + r0, n, buf + r0 * K);
             }
         });
-        const float* bj = bias ? bias + j0 : nullptr;
-        float b = beta;
-        if (bj) {  // y = beta · y + bias on these columns, then the product is added
-            for (std::size_t l = 0; l < L; ++l)
-                for (std::size_t j = 0; j < nb; ++j)
-                    y[l * ldy + j0 + j] = (beta == 0.f ? 0.f : beta * y[l * ldy + j0 + j]) + bj[j];
-            b = 1.f;
-        }
+        // y = beta · y + bias on these columns first (when there is a bias), then the product added
+        const float b = add_bias_rows(bias ? bias + j0 : nullptr, L, nb, beta, y + j0, ldy);
         gemm<float>(Trans::No, Trans::Yes, L, nb, K, 1.f, x, K, buf, K, b, y + j0, ldy);
     }
 }
