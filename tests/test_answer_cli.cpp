@@ -179,10 +179,16 @@ TEST_CASE("answer takes the prompt as ids and prints ids without a tokenizer", "
     const std::string dir = model_dir("answer_model_no_tokenizer", false);
     const std::vector<std::int64_t> prompt = {1, 5, -200, 17, 42, 99, 7};
     const Run r = run("answer --model '" + dir + "' --image '" + kImage + "' --prompt-ids=1,5,-200,17,42,99,7 " +
-                          "--max-new-tokens 5 --dtype double",
+                          "--max-new-tokens 5 --dtype double --timings",
                       "ids_only");
     INFO(r.err);
     REQUIRE(r.code == 0);
+    // --timings: each stage, then the memory line, which the kernel's figures complete
+    CHECK_THAT(r.err, Catch::Contains("timings: model loaded in "));
+    CHECK_THAT(r.err, Catch::Contains("timings: prompt of 7 ids"));
+    CHECK_THAT(r.err, Catch::Contains("timings: peak resident memory "));
+    CHECK_THAT(r.err, Catch::Contains(" GB in 2 MB pages"));
+    CHECK_THAT(r.err, !Catch::Contains("memory -1 GB"));
     GenerationConfig g;
     g.max_new_tokens = 5;
     const auto model = load_model<double>(kTiny);

@@ -2,7 +2,9 @@
 // malformation the reader must refuse with the file and tensor named.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 #include <fstream>
 
 #include "mplug_owl2/io/safetensors.hpp"
@@ -210,4 +212,20 @@ TEST_CASE("the writer leaves no partial file behind", "[safetensors]") {
     std::ifstream probe(tmp("no-such-dir/out.safetensors.tmp"));
     CHECK_FALSE(probe.good());
     CHECK_THROWS_WITH(w.add_bytes("y", DType::F32, {2}, std::vector<std::uint8_t>(4)), Catch::Contains("tensor y"));
+}
+
+TEST_CASE("a written file's pages released from the cache read back the same", "[safetensors][mapped]") {
+    SafetensorsWriter w;
+    std::vector<float> v(1 << 16);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) * 0.5f - 7.f;
+    w.add("w", {256, 256}, v.data());
+    const std::string path = tmp("released.safetensors");
+    w.write(path);
+    release_cached_pages(path);
+    const SafetensorsFile file(path);
+    const auto back = read_tensor<float>(file, "w");
+    REQUIRE(back.size() == v.size());
+    CHECK(std::equal(v.begin(), v.end(), back.data()));
+    CHECK_THROWS_WITH(release_cached_pages(tmp("no-such-file.safetensors")),
+                      Catch::Contains("no-such-file.safetensors") && Catch::Contains("cannot open"));
 }

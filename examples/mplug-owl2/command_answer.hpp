@@ -13,7 +13,8 @@
 //
 // On stderr: with --print-prompt-ids "prompt ids: ..." and with --ids "ids:
 // ..." (comma-separated, as --prompt-ids takes them); with --timings the
-// time each stage took and the peak resident memory.
+// time each stage took, the peak resident memory and how much of the
+// mapped checkpoint the kernel maps in 2 MB pages.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -62,12 +63,12 @@ inline std::unique_ptr<mplug_owl2::Tokenizer> require_tokenizer(const std::strin
 
 inline std::vector<int> to_int(const std::vector<std::int64_t>& ids) { return std::vector<int>(ids.begin(), ids.end()); }
 
-// Peak resident memory of this process so far, in GB of 10⁹ bytes (VmHWM), or -1.
-inline double peak_resident_gb() {
-    std::ifstream in("/proc/self/status");
+// A field of a /proc/self file, in GB of 10⁹ bytes (the file gives kB), or -1.
+inline double proc_self_gb(const char* file, const std::string& field) {
+    std::ifstream in(std::string("/proc/self/") + file);
     std::string key;
     while (in >> key) {
-        if (key == "VmHWM:") {
+        if (key == field) {
             double kb = 0;
             in >> kb;
             return kb * 1024.0 / 1e9;
@@ -76,6 +77,13 @@ inline double peak_resident_gb() {
     }
     return -1;
 }
+
+// Peak resident memory of this process so far (VmHWM).
+inline double peak_resident_gb() { return proc_self_gb("status", "VmHWM:"); }
+
+// Of the files this process maps (the checkpoint's, chiefly), the part mapped
+// in 2 MB pages (FilePmdMapped; io/mapped_file.hpp says why it matters).
+inline double files_in_2mb_pages_gb() { return proc_self_gb("smaps_rollup", "FilePmdMapped:"); }
 
 using Clock = std::chrono::steady_clock;
 inline double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -214,7 +222,9 @@ void run_answer(const AnswerOptions& o) {
 
     // 2. the answer
     answer_turn(model, tok.get(), ids, encode_cli_images(model, pixels, o.report), o.gen, o.report, std::cout);
-    if (o.report.timings) std::cerr << "timings: peak resident memory " << peak_resident_gb() << " GB\n";
+    if (o.report.timings)
+        std::cerr << "timings: peak resident memory " << peak_resident_gb() << " GB; of the mapped files, "
+                  << files_in_2mb_pages_gb() << " GB in 2 MB pages\n";
 }
 
 inline void register_answer(CLI::App& app) {

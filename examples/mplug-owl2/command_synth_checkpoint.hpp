@@ -236,6 +236,11 @@ inline void write_synth_files(const SynthOptions& o, const mplug_owl2::ModelConf
                                       : shards_by_decoder_layer(src.names());
     save_checkpoint(src, o.out, o.layout == "safetensors" ? CheckpointFormat::Safetensors : CheckpointFormat::PyTorch,
                     dtype, shards);
+    // ... then off the page cache, where writing left them in 4 KB pages: the
+    // first run reads them back in 2 MB pages (io/mapped_file.hpp)
+    for (const auto& e : fs::directory_iterator(o.out))
+        if (e.path().extension() == ".bin" || e.path().extension() == ".safetensors")
+            release_cached_pages(e.path().string());
 
     // 2. the tokenizer files, when given
     if (tok) {
