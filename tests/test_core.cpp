@@ -4,11 +4,16 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <random>
+#include <vector>
 
 #include "mplug_owl2/core/activations.hpp"
 #include "mplug_owl2/core/gemm.hpp"
 #include "mplug_owl2/core/half.hpp"
+#include "mplug_owl2/core/large_pages.hpp"
 #include "mplug_owl2/core/layer_norm.hpp"
 #include "mplug_owl2/core/linear.hpp"
 #include "mplug_owl2/core/recorder.hpp"
@@ -205,4 +210,27 @@ TEST_CASE("the recorder keeps the first report of each name and writes safetenso
     CHECK(t->shape == Shape{1, 2, 3});
     auto back = read_tensor<float>(f, "a.b");
     CHECK(back(0, 1, 2) == 6.f);
+}
+
+TEST_CASE("large buffers are 2 MB aligned, small ones 64-byte aligned, all usable", "[core][memory]") {
+    auto address = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+    for (std::size_t bytes : {std::size_t(0), std::size_t(1), std::size_t(4096), kLargePageBytes - 1}) {
+        void* p = allocate_large(bytes);
+        CHECK(address(p) % 64 == 0);
+        std::memset(p, 0x5a, bytes);
+        std::free(p);
+    }
+    for (std::size_t bytes : {kLargePageBytes, 3 * kLargePageBytes + 17}) {
+        auto* p = static_cast<unsigned char*>(allocate_large(bytes));
+        CHECK(address(p) % kLargePageBytes == 0);
+        std::memset(p, 0x5a, bytes);
+        CHECK(p[bytes - 1] == 0x5a);
+        std::free(p);
+    }
+    // as a vector's allocator: the elements as written, the storage aligned as above
+    std::vector<std::uint8_t, LargePageAllocator<std::uint8_t>> v(kLargePageBytes + 3);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::uint8_t>(i * 7);
+    CHECK(address(v.data()) % kLargePageBytes == 0);
+    CHECK(v[kLargePageBytes + 2] == static_cast<std::uint8_t>((kLargePageBytes + 2) * 7));
+    CHECK_THROWS_AS(LargePageAllocator<double>().allocate(std::size_t(-1) / 4), std::bad_alloc);
 }

@@ -13,7 +13,8 @@
 //     gemm<float> (which takes the AVX-512 kernel where it is faster):
 //     compute-bound stages are compared with the faster;
 //   - the memory bandwidth of a streaming read of 1 GiB over the threads
-//     (four streams per thread, as the decoding kernels read):
+//     (four streams per thread, as the decoding kernels read), held as
+//     the weights are, in 2 MB pages where offered (core/large_pages.hpp):
 //     decoding reads every weight once per token, so its floor is
 //     bytes read per token / bandwidth.
 // Every stage runs --repeat times after one warm-up run; each figure is the
@@ -40,6 +41,7 @@
 
 #include <time.h>
 
+#include "mplug_owl2/core/large_pages.hpp"
 #include "mplug_owl2/core/parallel.hpp"
 #include "mplug_owl2/io/synthetic.hpp"
 #include "mplug_owl2/model/mplug_owl2_model.hpp"
@@ -135,8 +137,8 @@ inline std::uint64_t read_words(const std::uint64_t* p, std::size_t n) {
 class ReadBandwidth {
 public:
     explicit ReadBandwidth(std::size_t bytes)
-        : words_(bytes / 64 * 8), buf_(static_cast<std::uint64_t*>(std::aligned_alloc(64, words_ * 8)), std::free) {
-        if (!buf_) mplug_owl2::fail("bench: cannot allocate ", bytes, " bytes for the bandwidth test");
+        : words_(bytes / 64 * 8),
+          buf_(static_cast<std::uint64_t*>(mplug_owl2::allocate_large(words_ * 8)), std::free) {  // as the weights
         std::uint64_t* p = buf_.get();  // every page touched before timing
         mplug_owl2::thread_pool().parallel_for(words_, [&](std::size_t b, std::size_t e) {
             for (std::size_t i = b; i < e; ++i) p[i] = i;

@@ -1,14 +1,15 @@
 // A read-only memory map of a whole file (POSIX mmap). Checkpoint readers
 // hand out pointers into it, so weights are never copied just to be read.
 //
-// The map asks for 2 MB pages (madvise MADV_HUGEPAGE). On kernels whose page
-// cache holds the file system's data in large folios (ext4 from Linux 6.16,
-// XFS), the pages read in through such a map are mapped 2 MB at a time, and
-// the half-precision 7B checkpoint then prefills in 5.2 s instead of 7.0 s
-// and decodes 3.1 instead of 2.4-2.6 tokens/s (docs/real_model.md). Pages
-// that were already in the cache in 4 KB pieces stay so, which is the case
-// right after a file was written: release_cached_pages drops a written
-// file's pages for that reason. Elsewhere the advice is ignored.
+// The map asks for 2 MB pages (madvise MADV_HUGEPAGE). Where the page cache
+// holds the file system's data in large folios (ext4 on the test machine's
+// Linux 6.18; XFS), the pages read in through such a map are mapped 2 MB at
+// a time, and the half-precision 7B checkpoint then prefills in 5.2-5.3 s
+// instead of 6.9-7.2 s and decodes 3.1 instead of 2.4-2.6 tokens/s
+// (docs/real_model.md). Pages that were already in the cache in 4 KB pieces
+// stay so, which is the case right after a file was written:
+// release_cached_pages drops a written file's pages for that reason.
+// Elsewhere the advice is ignored.
 #pragma once
 
 #include <fcntl.h>

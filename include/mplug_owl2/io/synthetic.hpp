@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../core/half.hpp"
+#include "../core/large_pages.hpp"
 #include "../core/parallel.hpp"
 #include "checkpoint_layout.hpp"
 #include "tensor_source.hpp"
@@ -86,7 +87,7 @@ public:
         if (bytes.size() != shape_numel(shape) * dtype_size(dtype))
             fail("memory source: tensor ", name, ": ", bytes.size(), " bytes for shape ", shape_str(shape));
         auto& e = entries_[name];
-        e.bytes = std::move(bytes);
+        e.bytes.assign(bytes.begin(), bytes.end());
         e.info = TensorInfo{dtype, shape, e.bytes.data(), e.bytes.size()};
     }
     std::vector<std::string> names() const override {
@@ -102,7 +103,7 @@ public:
 
 private:
     struct Entry {
-        std::vector<std::uint8_t> bytes;
+        std::vector<std::uint8_t, LargePageAllocator<std::uint8_t>> bytes;  // as a mapped checkpoint's, in 2 MB pages
         TensorInfo info;
     };
     std::map<std::string, Entry> entries_;

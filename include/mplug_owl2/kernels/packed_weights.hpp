@@ -19,6 +19,7 @@
 #include <new>
 #include <vector>
 
+#include "../core/large_pages.hpp"
 #include "../core/parallel.hpp"
 #include "prompt_gemm.hpp"
 #include "sgemm.hpp"
@@ -88,8 +89,7 @@ private:
     PackedWeights(std::size_t N, std::size_t K) : rows_(N), cols_(K) {
         for (std::size_t j0 = 0; j0 < N; j0 += kBlockRows) size_ += padded_rows(j0) * K;
         const std::size_t bytes = std::max<std::size_t>(sgemm_detail::ceil_div(size_ * sizeof(float), 64) * 64, 64);
-        float* raw = static_cast<float*>(std::aligned_alloc(64, bytes));
-        if (!raw) throw std::bad_alloc();
+        float* raw = static_cast<float*>(allocate_large(bytes));  // 2 MB pages where offered
         data_ = std::shared_ptr<float>(raw, std::free);  // shared: a copied Linear shares its (immutable) weights
     }
 
