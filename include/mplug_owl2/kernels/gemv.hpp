@@ -6,7 +6,8 @@
 //     thread that another process holds up takes fewer);
 //   - each thread takes R weight rows at a time (R·L ≤ 8 accumulators), so
 //     that R independent FMA chains hide the FMA latency and x is loaded
-//     once per R rows, and asks for each row's next kilobyte ahead of use;
+//     once per R rows, and asks for each row's next kilobyte ahead of use,
+//     near a row's end for the start of the row it takes next;
 //   - half weights are converted in registers as they stream (fp16 with
 //     vcvtph2ps, bf16 by a shift), never written back.
 // Used by kernels/weight_gemm.hpp (float weights) and kernels/half_gemm.hpp
@@ -46,10 +47,23 @@ namespace gemv_detail {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-// The three storage formats of W: 16 weights of row j from column k as
-// floats, and one weight as a float (for the columns past the last 16).
 // Weights read this many bytes after the ones being multiplied are prefetched.
 constexpr std::size_t kPrefetchBytes = 1024;
+
+// Prefetches the weight kPrefetchBytes after byte `at` of row j (rows of
+// row_bytes from w) in the order a thread reads them when it takes R rows
+// at a time: along row j, and past its end into row j + R, which it reads
+// next. (Straight on past the end would land in row j + 1, already being
+// read, and leave the start of every next row to demand misses: 10–20% of
+// the bandwidth at 4096 columns.) A prefetch past the matrix is harmless.
+inline void prefetch_ahead(const char* w, std::size_t row_bytes, std::size_t j, std::size_t at, std::size_t R) {
+    std::size_t ahead = at + kPrefetchBytes;
+    if (ahead >= row_bytes) ahead += (R - 1) * row_bytes;
+    _mm_prefetch(w + j * row_bytes + ahead, _MM_HINT_T0);
+}
+
+// The three storage formats of W: 16 weights of row j from column k as
+// floats, and one weight as a float (for the columns past the last 16).
 
 struct F32Weights {
     const float* w;
@@ -57,8 +71,8 @@ struct F32Weights {
     __attribute__((target("avx512f,avx512bw"))) __m512 load16(std::size_t j, std::size_t k) const {
         return _mm512_loadu_ps(w + j * K + k);
     }
-    void prefetch(std::size_t j, std::size_t k) const {
-        _mm_prefetch(reinterpret_cast<const char*>(w + j * K + k) + kPrefetchBytes, _MM_HINT_T0);
+    void prefetch(std::size_t j, std::size_t k, std::size_t R) const {
+        prefetch_ahead(reinterpret_cast<const char*>(w), K * sizeof(float), j, k * sizeof(float), R);
     }
     float at(std::size_t j, std::size_t k) const { return w[j * K + k]; }
 };
@@ -75,8 +89,8 @@ struct HalfWeights {
     __attribute__((target("avx512f,avx512bw"))) __m256i load16_bits(std::size_t j, std::size_t k) const {
         return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2 * (j * K + k)));
     }
-    void prefetch(std::size_t j, std::size_t k) const {
-        _mm_prefetch(reinterpret_cast<const char*>(w + 2 * (j * K + k)) + kPrefetchBytes, _MM_HINT_T0);
+    void prefetch(std::size_t j, std::size_t k, std::size_t R) const {
+        prefetch_ahead(reinterpret_cast<const char*>(w), 2 * K, j, 2 * k, R);
     }
 };
 
@@ -106,7 +120,7 @@ __attribute__((target("avx512f,avx512bw"))) inline void block(const float* x, co
     for (; k + 16 <= K; k += 16) {
         __m512 wv[R];
         for (std::size_t r = 0; r < R; ++r) {
-            w.prefetch(j + r, k);
+            w.prefetch(j + r, k, R);
             wv[r] = w.load16(j + r, k);
         }
         for (std::size_t l = 0; l < L; ++l) {
