@@ -187,7 +187,7 @@ TEST_CASE("answer takes the prompt as ids and prints ids without a tokenizer", "
     CHECK_THAT(r.err, Catch::Contains("timings: model loaded in "));
     CHECK_THAT(r.err, Catch::Contains("timings: prompt of 7 ids"));
     CHECK_THAT(r.err, Catch::Contains("timings: peak resident memory "));
-    CHECK_THAT(r.err, Catch::Contains(" GB in 2 MB pages"));
+    CHECK_THAT(r.err, Catch::Contains(" GB in 2 MB pages") || Catch::Contains("not reported by this kernel"));
     CHECK_THAT(r.err, !Catch::Contains("memory -1 GB"));
     GenerationConfig g;
     g.max_new_tokens = 5;

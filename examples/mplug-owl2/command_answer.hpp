@@ -26,6 +26,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -81,9 +82,19 @@ inline double proc_self_gb(const char* file, const std::string& field) {
 // Peak resident memory of this process so far (VmHWM).
 inline double peak_resident_gb() { return proc_self_gb("status", "VmHWM:"); }
 
-// Of the files this process maps (the checkpoint's, chiefly), the part mapped
-// in 2 MB pages (FilePmdMapped; io/mapped_file.hpp says why it matters).
-inline double files_in_2mb_pages_gb() { return proc_self_gb("smaps_rollup", "FilePmdMapped:"); }
+// The last line of --timings: the peak resident memory (VmHWM) and, of the
+// files this process maps (the checkpoint's, chiefly), the part mapped in
+// 2 MB pages (FilePmdMapped; io/mapped_file.hpp says why it matters).
+inline std::string memory_timings() {
+    std::ostringstream line;
+    line << "timings: peak resident memory " << peak_resident_gb() << " GB; of the mapped files, ";
+    const double huge = proc_self_gb("smaps_rollup", "FilePmdMapped:");
+    if (huge < 0)
+        line << "the part in 2 MB pages is not reported by this kernel\n";
+    else
+        line << huge << " GB in 2 MB pages\n";
+    return line.str();
+}
 
 using Clock = std::chrono::steady_clock;
 inline double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -222,9 +233,7 @@ void run_answer(const AnswerOptions& o) {
 
     // 2. the answer
     answer_turn(model, tok.get(), ids, encode_cli_images(model, pixels, o.report), o.gen, o.report, std::cout);
-    if (o.report.timings)
-        std::cerr << "timings: peak resident memory " << peak_resident_gb() << " GB; of the mapped files, "
-                  << files_in_2mb_pages_gb() << " GB in 2 MB pages\n";
+    if (o.report.timings) std::cerr << memory_timings();
 }
 
 inline void register_answer(CLI::App& app) {

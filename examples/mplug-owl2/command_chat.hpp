@@ -83,9 +83,7 @@ void run_chat(const ChatOptions& o, std::istream& in, std::ostream& out) {
             model, tok.get(), std::vector<std::int64_t>(prompt.begin(), prompt.end()), features, gen, o.report, out);
         conv.set_reply(strip(tok->decode(to_int(reply), false)));
     }
-    if (o.report.timings)
-        std::cerr << "timings: peak resident memory " << peak_resident_gb() << " GB; of the mapped files, "
-                  << files_in_2mb_pages_gb() << " GB in 2 MB pages\n";
+    if (o.report.timings) std::cerr << memory_timings();
 }
 
 inline void register_chat(CLI::App& app) {

@@ -65,7 +65,6 @@ inline void prefetch_ahead(const char* w, std::size_t row_bytes, std::size_t j, 
 
 // The three storage formats of W: 16 weights of row j from column k as
 // floats, and one weight as a float (for the columns past the last 16).
-
 struct F32Weights {
     const float* w;
     std::size_t K;
