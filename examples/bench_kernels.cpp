@@ -1,5 +1,5 @@
 // Google Benchmark of the fast kernels at the release model's shapes
-// (float32 compute), each next to the plain path it replaces where that is a
+// (float32 compute, and the bf16 products), each next to the plain path it replaces where that is a
 // library call (OpenBLAS's cblas_sgemm). The kernels are tested against the
 // plain paths in tests/test_*_kernels.cpp; this only times them.
 //
@@ -26,6 +26,7 @@
 #include "mplug_owl2/core/parallel.hpp"
 #include "mplug_owl2/kernels/activations.hpp"
 #include "mplug_owl2/kernels/attention.hpp"
+#include "mplug_owl2/kernels/bf16_gemm.hpp"
 #include "mplug_owl2/kernels/causal_attention.hpp"
 #include "mplug_owl2/kernels/gemv.hpp"
 #include "mplug_owl2/kernels/packed_gemm.hpp"
@@ -149,6 +150,25 @@ void BM_packed_gemm(benchmark::State& state) {
     state.SetLabel("f32 weights, packed");
 }
 
+// The bf16 products of kernels/bf16_gemm.hpp (x rounded to bf16, float
+// sums), weights packed once from their storage, through the kernel chosen
+// for L rows (AMX-BF16, AVX512-BF16 or float: the label names it); Args: L,
+// N, K, weights (0 f32, 1 bf16, 2 fp16), kernel (0 the chosen one, 1 float).
+// Counters: GFLOP/s and the packed weights' bytes per second.
+void BM_bf16_gemm(benchmark::State& state) {
+    Product p(state);
+    const kernels::Bf16Weights packed =
+        p.kind == 0 ? kernels::Bf16Weights::pack(p.w.data(), p.N, p.K) : kernels::Bf16Weights::pack(p.wh);
+    const kernels::Bf16Kernel kernel = state.range(4) == 1 ? kernels::Bf16Kernel::Float : kernels::bf16_kernel_for(p.L);
+    for (auto _ : state) {
+        kernels::bf16_gemm_nt(p.x.data(), p.L, packed, p.y.data(), p.N, nullptr, thread_pool(), kernel);
+        benchmark::DoNotOptimize(p.y.data());
+    }
+    gflops(state, 2.0 * p.L * p.N * p.K);
+    state.SetBytesProcessed(std::int64_t(state.iterations() * double(packed.size()) * 2));
+    state.SetLabel(std::string(kernels::bf16_kernel_name(kernel)) + ", " + p.label());
+}
+
 // ---- attention ------------------------------------------------------------------------------
 
 // The vision encoder's attention (kernels/attention.hpp): Args: tokens, heads, head_dim.
@@ -227,6 +247,18 @@ BENCHMARK(BM_prompt_gemm)
     ->Args({89, 4096, 4096, 0})->Args({65, 4096, 4096, 0})->Args({24, 4096, 4096, 0})
     ->Args({89, 11008, 4096, 0})->Args({89, 4096, 11008, 0})
     ->Args({89, 4096, 4096, 1})->Args({89, 4096, 4096, 2})->Args({89, 11008, 4096, 1})
+    ->Args({512, 4096, 4096, 0})->Args({512, 11008, 4096, 1})->Args({512, 4096, 11008, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+// The same products with bf16 operands: the vision MLP (1025 rows), the
+// decoder's prompts of 89 and 512 positions, decoding; f32 and fp16 storage;
+// the float path for comparison.
+BENCHMARK(BM_bf16_gemm)
+    ->Args({1025, 4096, 1024, 0, 0})->Args({1025, 1024, 4096, 0, 0})
+    ->Args({89, 4096, 4096, 1, 0})->Args({24, 4096, 4096, 1, 0})->Args({89, 11008, 4096, 1, 0})
+    ->Args({512, 4096, 4096, 1, 0})->Args({512, 11008, 4096, 1, 0})->Args({512, 4096, 11008, 1, 0})
+    ->Args({512, 4096, 4096, 2, 0})->Args({1, 4096, 4096, 1, 0})->Args({1, 11008, 4096, 1, 0})
+    ->Args({1, 32000, 4096, 2, 0})->Args({4, 4096, 4096, 1, 0})
+    ->Args({1025, 4096, 1024, 0, 1})->Args({512, 4096, 4096, 1, 1})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_packed_gemm)
     ->Args({89, 4096, 4096, 0})->Args({65, 4096, 4096, 0})->Args({24, 4096, 4096, 0})
