@@ -59,6 +59,7 @@ struct alignas(64) TileConfig {
     std::uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
     std::uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
 };
+static_assert(sizeof(TileConfig) == 64, "ldtilecfg reads 64 bytes");
 
 // Loads the configuration into this thread's tile state.
 __attribute__((target("amx-tile"))) inline void configure() {

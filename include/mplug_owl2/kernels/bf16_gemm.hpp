@@ -217,7 +217,7 @@ inline void gemm_amx(const float* x, std::size_t L, const Bf16Weights& w, float*
     thread_local Buffer<std::uint16_t> x_storage;
     std::uint16_t* const xa = x_storage.get(groups * R * Kp);
     pool.parallel_for(groups * R, [&](std::size_t i0, std::size_t i1) {
-        for (std::size_t i = i0; i < i1; ++i) round_row(x + i * K, i < L ? K : 0, Kp, xa + i * Kp);
+        for (std::size_t i = i0; i < i1; ++i) round_row(i < L ? x + i * K : x, i < L ? K : 0, Kp, xa + i * Kp);
     });
     // a chunk of 8 groups (256 rows) of x per block of weights
     for_each_task(
