@@ -196,12 +196,11 @@ inline void gemm_avx512(const float* x, std::size_t L, const Bf16Weights& w, flo
                 const bool first = k0 == 0, last = k0 + kc == Kp;
                 for (std::size_t c = 0; c < nb; c += NR) {
                     const std::size_t n = std::min(NR, nb - c);
-                    const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
-                    const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
                     const std::uint16_t* panel = w.slice(j0, k0) + c * kc;
                     for (std::size_t r = r0; r < r1; r += MR)
                         dot_tile(std::min(MR, r1 - r), kc / 2, slice_of(k0, r / MR), panel, first,
-                                 last && bias ? bias + j0 + c : nullptr, y + r * ldy + j0 + c, ldy, m0, m1);
+                                 last && bias ? bias + j0 + c : nullptr, y + r * ldy + j0 + c, ldy, low_lanes(n),
+                                 high_lanes(n));
                 }
             }
         },

@@ -71,11 +71,16 @@ __attribute__((target("avx512f"))) inline __m512i join(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
+// The lanes of the first n ≤ 32 of 32 values held in two 16-lane vectors.
+inline __mmask16 low_lanes(std::size_t n) { return static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1); }
+inline __mmask16 high_lanes(std::size_t n) {
+    return static_cast<__mmask16>(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
+}
+
 // n ≤ 32 floats from p rounded to bf16, zeros past n: 16 column pairs.
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i load32_bf16(const float* p, std::size_t n) {
-    const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
-    const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
-    return join(round_to_bf16(_mm512_maskz_loadu_ps(m0, p)), round_to_bf16(_mm512_maskz_loadu_ps(m1, p + 16)));
+    return join(round_to_bf16(_mm512_maskz_loadu_ps(low_lanes(n), p)),
+                round_to_bf16(_mm512_maskz_loadu_ps(high_lanes(n), p + 16)));
 }
 
 // The same from n ≤ 32 stored halves (fp16 widened exactly, then rounded; bf16 as stored).
