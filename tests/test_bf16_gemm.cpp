@@ -119,10 +119,10 @@ struct Dims {
 const Dims kShapes[] = {{1, 1, 1},     {1, 33, 7},    {3, 17, 31},   {8, 64, 33},    {9, 65, 32},
                          {14, 32, 256}, {15, 100, 257}, {29, 130, 513}, {600, 70, 301}, {1, 130, 1000}};
 
-// Runs `kernel` over every shape, dtype and bias; `exact`: bit for bit,
-// otherwise within the bound. y has a row stride past N, whose margin must
-// stay untouched.
-void check_kernel(Bf16Kernel kernel, bool exact) {
+// Runs `kernel` over every shape, dtype and bias on `pool`; `exact`: bit
+// for bit, otherwise within the bound. y has a row stride past N, whose
+// margin must stay untouched.
+void check_kernel(Bf16Kernel kernel, bool exact, ThreadPool& pool = thread_pool()) {
     for (const Dims& s : kShapes)
         for (const char* dtype : {"f32", "bf16", "fp16"})
             for (bool with_bias : {false, true}) {
@@ -136,7 +136,7 @@ void check_kernel(Bf16Kernel kernel, bool exact) {
                 const kernels::Bf16Weights packed = w.pack();
                 const std::size_t ldy = s.N + 3;
                 std::vector<float> y(s.L * ldy, -7.f);
-                kernels::bf16_gemm_nt(x.data(), s.L, packed, y.data(), ldy, b, thread_pool(), kernel);
+                kernels::bf16_gemm_nt(x.data(), s.L, packed, y.data(), ldy, b, pool, kernel);
                 std::size_t mismatches = 0, margin_changed = 0;
                 for (std::size_t i = 0; i < s.L; ++i) {
                     for (std::size_t j = 0; j < s.N; ++j) {
@@ -181,6 +181,9 @@ TEST_CASE("bf16_gemm_nt with vdpbf16ps equals the paired loop bit for bit", "[ke
         return;
     }
     check_kernel(Bf16Kernel::Avx512Bf16, true);
+    ThreadPool one(1), three(3);  // fewer and more threads than tasks of some shapes
+    check_kernel(Bf16Kernel::Avx512Bf16, true, one);
+    check_kernel(Bf16Kernel::Avx512Bf16, true, three);
 }
 
 TEST_CASE("bf16_gemm_nt on the float path is within the bound of float summation", "[kernels][bf16]") {
