@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import unicodedata
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qwen_reference as ref  # noqa: E402
@@ -53,8 +54,10 @@ PROMPTS = [
     "  leading spaces, trailing spaces   ",
     "\u3000全角空格\u3000と日本語のテキスト、한국어 텍스트",
     "Ünïcödé ſ 'S 'ſ 'Ll 'VE",
+    "'Sometimes 'TIS 'LLAMA 'ſa 'Ve'd THEY'REN'T",
     "line\r\nwindows\rold mac\n\n\nmany",
     "\u0085next line\u00a0no-break\u2028line sep\u2029para",
+    "a\u00a0\u00a0b \u3000\u3000!\u2028\u2028\u00a0?\u0085\u0085 x\u00a0 \u3000。\u00a0(1)",
     "x" * 300 + " " + "ab" * 150,
     "",
 ]
@@ -132,6 +135,7 @@ def main():
         "tiny_vocab_file": os.path.basename(tiny_path),
         "prompts": [{
             "text": p,
+            "nfc": unicodedata.normalize("NFC", p),
             "encode": ref.encode(p, ranks),
             "encode_plain": ref.encode(p, ranks, allow_special=False),
             "encode_prompt": ref.encode_prompt(p, ranks),

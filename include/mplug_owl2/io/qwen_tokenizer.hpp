@@ -26,6 +26,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -149,11 +150,10 @@ private:
                 fail(where(), "expected a base64 token and its rank, found ", fields.size(), " fields");
             std::string token;
             if (!base64_decode(fields[0], token)) fail(where(), "the token \"", fields[0].substr(0, 64), "\" is not base64");
-            if (token.empty()) fail(where(), "the token is empty");
             const std::int64_t rank = parse_rank(fields[1]);
             if (rank < 0) fail(where(), "the rank \"", fields[1].substr(0, 64), "\" is not a whole number");
             if (rank >= kSpecialStart)
-                fail(where(), "rank ", rank, " is not below ", kSpecialStart, ", the first special token's id");
+                fail(where(), "rank ", fields[1].substr(0, 64), " is not below ", kSpecialStart, ", the first special token's id");
             const std::size_t r = std::size_t(rank);
             if (r >= tokens_.size()) {
                 tokens_.resize(r + 1);
@@ -183,13 +183,13 @@ private:
     }
     static bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f'; }
 
-    // Decimal digits only, at most 9 of them (so no overflow); -1 otherwise.
+    // Decimal digits only; -1 otherwise. Values from kSpecialStart on all read
+    // as kSpecialStart, so none overflows.
     static std::int64_t parse_rank(const std::string& s) {
-        if (s.empty() || s.size() > 9) return -1;
         std::int64_t v = 0;
         for (char c : s) {
             if (c < '0' || c > '9') return -1;
-            v = v * 10 + (c - '0');
+            v = std::min<std::int64_t>(v * 10 + (c - '0'), kSpecialStart);
         }
         return v;
     }
