@@ -30,8 +30,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <queue>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -289,37 +292,45 @@ private:
         }
     }
 
-    // tiktoken's _byte_pair_merge: `bounds` holds the start of every part and
-    // the piece's end; rank[i] is the rank of parts i and i+1 joined (kNone if
-    // they form no token).
+    // tiktoken's _byte_pair_merge: of all adjacent pairs of parts, the one
+    // whose joined bytes have the lowest rank (the leftmost on a tie) is joined,
+    // until no pair forms a token. The pairs wait in a heap ordered by (rank,
+    // start), so a long piece costs n log n, not n^2; an entry whose parts have
+    // changed since it was pushed is dropped when it comes up.
     void byte_pair_encode(const std::string& piece, std::vector<std::int64_t>& ids) const {
-        constexpr std::int64_t kNone = INT64_MAX;
-        std::vector<std::size_t> bounds(piece.size() + 1);
-        for (std::size_t i = 0; i < bounds.size(); ++i) bounds[i] = i;
-        const auto rank_of = [&](std::size_t i) {  // parts i and i+1 joined
-            if (i + 2 >= bounds.size()) return kNone;
-            const auto it = ranks_.find(piece.substr(bounds[i], bounds[i + 2] - bounds[i]));
-            return it == ranks_.end() ? kNone : it->second;
+        const std::size_t n = piece.size();
+        // Parts as a linked list over their first byte: next[i] is where the
+        // part starting at byte i ends (n for the last), prev[i] where the part
+        // before it starts; alive[i] whether a part starts at byte i.
+        std::vector<std::size_t> next(n), prev(n);
+        std::vector<char> alive(n, 1);
+        for (std::size_t i = 0; i < n; ++i) next[i] = i + 1, prev[i] = i - 1;  // prev[0] wraps, unused
+        using Pair = std::tuple<std::int64_t, std::size_t, std::size_t>;  // rank, start, end
+        std::priority_queue<Pair, std::vector<Pair>, std::greater<Pair>> heap;
+        const auto push = [&](std::size_t start) {  // the part at start with the one after it
+            if (next[start] >= n) return;
+            const std::size_t end = next[next[start]];
+            const auto it = ranks_.find(piece.substr(start, end - start));
+            if (it != ranks_.end()) heap.emplace(it->second, start, end);
         };
-        std::vector<std::int64_t> rank(bounds.size());
-        for (std::size_t i = 0; i < rank.size(); ++i) rank[i] = rank_of(i);
-        for (;;) {
-            std::size_t best = 0;
-            for (std::size_t i = 1; i + 2 < bounds.size(); ++i)
-                if (rank[i] < rank[best]) best = i;
-            if (rank[best] == kNone) break;
-            // Join parts best and best+1: their boundary goes, and the ranks of
-            // the joined part with its neighbours change.
-            bounds.erase(bounds.begin() + std::ptrdiff_t(best) + 1);
-            rank.erase(rank.begin() + std::ptrdiff_t(best) + 1);
-            rank[best] = rank_of(best);
-            if (best > 0) rank[best - 1] = rank_of(best - 1);
+        for (std::size_t i = 0; i + 1 < n; ++i) push(i);
+        while (!heap.empty()) {
+            const auto [rank, start, end] = heap.top();
+            heap.pop();
+            if (!alive[start] || next[start] >= n || next[next[start]] != end) continue;  // stale
+            // Join the part at start with the next one; its pairs with both neighbours change.
+            const std::size_t second = next[start];
+            alive[second] = 0;
+            next[start] = end;
+            if (end < n) prev[end] = start;
+            push(start);
+            if (start > 0) push(prev[start]);
         }
-        for (std::size_t i = 0; i + 1 < bounds.size(); ++i) {
-            const auto it = ranks_.find(piece.substr(bounds[i], bounds[i + 1] - bounds[i]));
+        for (std::size_t i = 0; i < n; i = next[i]) {
+            const auto it = ranks_.find(piece.substr(i, next[i] - i));
             if (it == ranks_.end())
-                fail(file_, ": has no token for byte 0x", std::hex, int(static_cast<unsigned char>(piece[bounds[i]])),
-                     std::dec, " (a vocabulary needs all 256 single bytes to encode any text)");
+                fail(file_, ": has no token for byte 0x", std::hex, int(static_cast<unsigned char>(piece[i])), std::dec,
+                     " (a vocabulary needs all 256 single bytes to encode any text)");
             ids.push_back(it->second);
         }
     }
