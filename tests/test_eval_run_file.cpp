@@ -86,6 +86,28 @@ TEST_CASE("result lines keep the schema's fields in order") {
     CHECK_FALSE(is_header_line(to_json(r)));
 }
 
+TEST_CASE("a question's line carries its id position image key answer and choices") {
+    Sample s;
+    s.id = "1000007";
+    s.order = 4;
+    s.benchmark = Benchmark::Mmbench;
+    s.category = "ocr";
+    s.image_key = "7";
+    s.answer = "B";
+    s.choices = {{"A", "one"}, {"B", "two"}};
+    const ResultLine r = result_line(s, "text", "USER: ...");
+    CHECK(to_json(r).dump() == "{\"id\":\"1000007\",\"sample\":4,\"benchmark\":\"mmbench\",\"category\":\"ocr\","
+                               "\"image\":\"7\",\"ablation\":\"text\",\"prompt\":\"USER: ...\",\"answer\":\"B\","
+                               "\"choices\":{\"A\":\"one\",\"B\":\"two\"},\"prediction\":\"\",\"generated_ids\":[],"
+                               "\"seconds\":0.0}");
+    s.choices.clear();
+    CHECK(result_line(s, "official", "p").choices.is_null());
+    // shard 1 of 3 takes questions 1, 4, 7, ...
+    CHECK(in_shard(4, 1, 3));
+    CHECK_FALSE(in_shard(5, 1, 3));
+    CHECK(error_of([] { in_shard(0, 3, 3); }) == "--shard 3/3: expected I/N with 0 <= I < N");
+}
+
 TEST_CASE("a killed run resumes: the partial last line is dropped and rewritten") {
     const std::string path = tmp("resume.jsonl");
     const Json header = make_header("tiny", "abc", "0.1.0", kSettings);

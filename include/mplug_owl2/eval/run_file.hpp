@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "benchmark.hpp"
 
 namespace mplug_owl2::eval {
 
@@ -63,6 +64,33 @@ inline Json to_json(const ResultLine& r) {
     j["generated_ids"] = r.generated_ids;
     j["seconds"] = r.seconds;
     return j;
+}
+
+// The line of question `s` under `ablation` before generation: everything
+// but prediction, generated_ids and seconds. The prediction is to be the
+// decoded new tokens without special tokens, stripped, as the official
+// scripts take it (tokenizer.decode(..., skip_special_tokens=True).strip()).
+inline ResultLine result_line(const Sample& s, const std::string& ablation, const std::string& prompt) {
+    ResultLine r;
+    r.id = s.id;
+    r.sample = s.order;
+    r.benchmark = benchmark_name(s.benchmark);
+    r.category = s.category;
+    r.image = s.image_key;
+    r.ablation = ablation;
+    r.prompt = prompt;
+    r.answer = s.answer;
+    if (!s.choices.empty()) {
+        r.choices = Json::object();
+        for (const auto& [letter, text] : s.choices) r.choices[letter] = text;
+    }
+    return r;
+}
+
+// --shard I/N: question `order` belongs to shard I when order mod N = I.
+inline bool in_shard(std::size_t order, std::size_t index, std::size_t count) {
+    if (count == 0 || index >= count) fail("--shard ", index, "/", count, ": expected I/N with 0 <= I < N");
+    return order % count == index;
 }
 
 // A result line written by this program or another tool: id, benchmark,
