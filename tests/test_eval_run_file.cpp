@@ -136,6 +136,14 @@ TEST_CASE("a killed run resumes: the partial last line is dropped and rewritten"
     // other settings: refused
     CHECK(error_of([&] { RunWriter(path, make_header("tiny", "abd", "0.1.0", kSettings)); })
               .find("resume.jsonl: was written with other settings") != std::string::npos);
+    // killed while writing the header: started afresh
+    const std::string early = tmp("early.jsonl");
+    std::ofstream(early, std::ios::binary) << header.dump().substr(0, 10);
+    {
+        RunWriter w(early, header);
+        CHECK(w.finished().empty());
+    }
+    CHECK(read(early) == header.dump() + "\n");
     // a broken line that is not the last: refused with its number
     std::ofstream(path, std::ios::binary | std::ios::app) << "{broken\n" << next;
     CHECK(error_of([&] { read_run_file(path); }).find("resume.jsonl:5: not a JSON line") != std::string::npos);

@@ -192,17 +192,20 @@ inline RunFile read_run_file(const std::string& path) {
 
 // Appends result lines to a run file, one flushed line at a time. Opening
 // an existing file resumes it: its header must equal `header`, a partial
-// last line is cut off, and finished() holds the (id, ablation) pairs
+// last line is cut off (a file holding only part of a header starts
+// afresh), and finished() holds the (id, ablation) pairs
 // already written, for the run to skip.
 class RunWriter {
 public:
     RunWriter(const std::string& path, const Json& header) : path_(path) {
         std::error_code ec;
-        const bool exists = std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0;
-        if (exists) {
-            RunFile f = read_run_file(path);
-            if (!f.header) fail(path, ": exists without a header line; remove it or choose another --out");
-            if (*f.header != header)
+        bool resume = false;
+        if (std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0) {
+            const RunFile f = read_run_file(path);
+            resume = f.header || !f.lines.empty();
+            if (!resume) std::filesystem::resize_file(path, 0);  // killed while writing the header
+            if (resume && !f.header) fail(path, ": exists without a header line; remove it or choose another --out");
+            if (resume && *f.header != header)
                 fail(path, ": was written with other settings (its header ", f.header->dump(), " differs from ",
                      header.dump(), "); remove it or choose another --out");
             for (const auto& [number, j] : f.lines) {
@@ -213,7 +216,7 @@ public:
         }
         out_.open(path, std::ios::binary | std::ios::app);
         if (!out_) fail(path, ": cannot open for appending");
-        if (!exists) write_line(header);
+        if (!resume) write_line(header);
     }
 
     const std::set<std::pair<std::string, std::string>>& finished() const { return finished_; }
