@@ -18,6 +18,8 @@
 #include "command_bench.hpp"
 #include "command_chat.hpp"
 #include "command_info.hpp"
+#include "command_merge.hpp"
+#include "command_score.hpp"
 #include "command_synth_checkpoint.hpp"
 #include "command_trace.hpp"
 
@@ -40,6 +42,8 @@ int main(int argc, char** argv) {
     cli::register_chat(app);
     cli::register_synth_checkpoint(app);
     cli::register_bench(app);
+    cli::register_score(app);
+    cli::register_merge(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
