@@ -253,7 +253,7 @@ struct ImagePreprocessing {
     ImageProcessorConfig processor;
     std::string aspect = "pad";
     std::size_t image_size = 448;  // the side the vision tower takes
-    std::string processor_path;    // the preprocessor_config.json read, if any
+    std::string processor_path;    // the preprocessor_config.json read; empty: none, and the sizes fit
 
     static ImagePreprocessing of_checkpoint(const std::string& dir, const ModelConfig& config) {
         ImagePreprocessing p;
@@ -280,7 +280,7 @@ struct ImagePreprocessing {
             const auto& pv = img.pixel_values;
             if (pv.shape(1) != S || pv.shape(2) != S)
                 fail(image_files[n], ": preprocessing gives ", pv.shape(1), "x", pv.shape(2), " pixels, the model takes ",
-                     S, "x", S, " (check ", processor_path.empty() ? "image_size" : processor_path, ")");
+                     S, "x", S, " (check ", processor_path, ")");
             std::copy(pv.begin(), pv.end(), pixels.begin() + std::ptrdiff_t(n * 3 * S * S));
             if (each) each(n, img);
         }
