@@ -28,29 +28,12 @@
 #include <string>
 #include <vector>
 
-#include "mplug_owl2/core/hooks.hpp"
-#include "mplug_owl2/io/image.hpp"
-#include "mplug_owl2/io/tokenizer.hpp"
-#include "mplug_owl2/model/image_processor.hpp"
-#include "mplug_owl2/model/load_model.hpp"
+#include "mplug_owl2/mplug_owl2.hpp"
 
 using namespace mplug_owl2;
 using T = float;
 
 namespace {
-
-// One image file as the model's input [1, 3, S, S].
-xt::xtensor<T, 4> pixels_of(const std::string& path, const std::string& model_dir, const ModelConfig& config) {
-    ImageProcessorConfig pre;
-    if (std::ifstream(model_dir + "/preprocessor_config.json").good())
-        pre = ImageProcessorConfig::load(model_dir + "/preprocessor_config.json");
-    else
-        pre.size = pre.crop_size = config.vision.image_size;
-    const ProcessedImage img = process_image(load_image(path), config.image_aspect_ratio.value_or("pad"), pre);
-    xt::xtensor<T, 4> p = xt::xtensor<T, 4>::from_shape({1, 3, img.pixel_values.shape(1), img.pixel_values.shape(2)});
-    std::copy(img.pixel_values.begin(), img.pixel_values.end(), p.begin());
-    return p;
-}
 
 // The next-token logits at the prompt's last position, through `hooks`.
 std::vector<double> last_logits(const MplugOwl2LlamaForCausalLM<T>& model, const std::vector<std::int64_t>& ids,
@@ -90,8 +73,7 @@ std::vector<std::int64_t> prompt_ids(int argc, char** argv, const std::string& m
         std::stringstream in(argv[4]);
         for (std::string item; std::getline(in, item, ',');) ids.push_back(std::stoll(item));
     } else if (std::ifstream(model_dir + "/tokenizer.model").good()) {
-        for (int id : Tokenizer(model_dir).encode_prompt("USER: <|image|>Describe the image. ASSISTANT:"))
-            ids.push_back(id);
+        ids = Tokenizer(model_dir).encode_prompt("USER: <|image|>Describe the image. ASSISTANT:");
     } else {
         ids = {1, kImageTokenIndex, 5, 17, 42, 99, 7};
     }
@@ -107,10 +89,9 @@ int main(int argc, char** argv) {
     }
     try {
         const std::string dir = argv[1];
-        const ModelConfig config = load_config(dir + "/config.json");
         const MplugOwl2LlamaForCausalLM<T> model = load_model<T>(dir);
         const std::vector<std::int64_t> ids = prompt_ids(argc, argv, dir);
-        const xt::xtensor<T, 4> image_a = pixels_of(argv[2], dir, config), image_b = pixels_of(argv[3], dir, config);
+        const xt::xtensor<T, 4> image_a = process_images<T>({argv[2]}, dir), image_b = process_images<T>({argv[3]}, dir);
 
         // 1. run A, keeping every layer's output; run B as it is
         std::vector<Matrix<T>> layer_outputs(model.model.layers.size());

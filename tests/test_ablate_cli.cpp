@@ -263,8 +263,7 @@ TEST_CASE("ablate writes CSV and takes its grid and prompts from the cases file"
 
     // the official row: the prompt tokenised with the image rule, its answer and the answer's text
     const Tokenizer tok(model);
-    std::vector<std::int64_t> ids;
-    for (int id : tok.encode_prompt("<|image|>Describe the image.")) ids.push_back(id);
+    const std::vector<std::int64_t> ids = tok.encode_prompt("<|image|>Describe the image.");
     REQUIRE(ids.front() == kImageTokenIndex);
     MplugOwl2LlamaForCausalLM<double> m = load_model<double>(kTiny);
     ImageProcessorConfig pre;
@@ -278,7 +277,7 @@ TEST_CASE("ablate writes CSV and takes its grid and prompts from the cases file"
     const std::vector<std::int64_t> answer = m.generate(ids, pixels, g, Hooks<double>()).ids;
     std::string id_text;
     for (std::size_t k = 0; k < answer.size(); ++k) id_text += (k ? " " : "") + std::to_string(answer[k]);
-    const std::string text = tok.decode(std::vector<int>(answer.begin(), answer.end()));
+    const std::string text = tok.decode(answer);
     std::string quoted = text;
     if (text.find_first_of(",\"\n\r") != std::string::npos) {
         quoted = "\"";

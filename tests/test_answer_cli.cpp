@@ -72,9 +72,6 @@ std::vector<std::vector<std::int64_t>> id_lines(const std::string& text, const s
     return out;
 }
 
-std::vector<int> to_int(const std::vector<std::int64_t>& v) { return std::vector<int>(v.begin(), v.end()); }
-std::vector<std::int64_t> to_int64(const std::vector<int>& v) { return std::vector<std::int64_t>(v.begin(), v.end()); }
-
 const MplugOwl2LlamaForCausalLM<float>& tiny_model() {
     static const auto m = load_model<float>(kTiny);
     return m;
@@ -104,7 +101,7 @@ std::vector<std::int64_t> library_ids(const std::vector<std::int64_t>& prompt, s
 // program's stop string cannot end a turn early here: the library's ids,
 // which know nothing of it, are comparable.
 void require_no_stop_string_piece(const Tokenizer& tok) {
-    for (int id = 0; id < tok.vocab_size(); ++id)
+    for (std::int64_t id = 0; id < tok.vocab_size(); ++id)
         REQUIRE(tok.decode({id}, true).find("</s>") == std::string::npos);
 }
 
@@ -145,7 +142,7 @@ TEST_CASE("answer prints the library's greedy answer to the template's prompt", 
     REQUIRE(ids.size() == 1);
     const auto want = library_ids(prompts[0], 12);
     CHECK(ids[0] == want);
-    CHECK(r.out == tok.decode(to_int(want), true) + "\n");
+    CHECK(r.out == tok.decode(want, true) + "\n");
 }
 
 TEST_CASE("answer samples as the library samples with the same settings", "[cli][answer]") {
@@ -160,7 +157,7 @@ TEST_CASE("answer samples as the library samples with the same settings", "[cli]
     REQUIRE(r.code == 0);
     const auto prompt = id_lines(r.err, "prompt ids");
     REQUIRE(prompt.size() == 1);
-    CHECK(prompt[0] == to_int64(tok.encode_prompt("USER: <|image|>What is this? ASSISTANT:")));
+    CHECK(prompt[0] == tok.encode_prompt("USER: <|image|>What is this? ASSISTANT:"));
     SamplingConfig s;
     s.do_sample = true;
     s.temperature = 0.7;
@@ -172,7 +169,7 @@ TEST_CASE("answer samples as the library samples with the same settings", "[cli]
     REQUIRE(ids.size() == 1);
     CHECK(ids[0] == want);
     CHECK(want != library_ids(prompt[0], 10));  // sampling chose otherwise than greedy here
-    CHECK(r.out == tok.decode(to_int(want), true) + "\n");
+    CHECK(r.out == tok.decode(want, true) + "\n");
 }
 
 TEST_CASE("answer takes the prompt as ids and prints ids without a tokenizer", "[cli][answer]") {
@@ -220,14 +217,14 @@ TEST_CASE("chat keeps the history as the official CLI does", "[cli][chat]") {
     CHECK(ids[0] == library_ids(prompts[0], 7));
 
     // Turn 2: the history in the template's words, the reply as the CLI stores it.
-    const std::string reply = strip(tok.decode(to_int(ids[0]), false));
+    const std::string reply = strip(tok.decode(ids[0], false));
     const std::string history = "USER: <|image|>" + q1 + " ASSISTANT: " + reply + "</s>USER: " + q2 + " ASSISTANT:";
-    CHECK(prompts[1] == to_int64(tok.encode_prompt(history)));
+    CHECK(prompts[1] == tok.encode_prompt(history));
     CHECK(ids[1] == library_ids(prompts[1], 7));
 
     // What the user sees: each answer decoded with special tokens skipped.
-    CHECK(r.out == "USER: ASSISTANT: " + tok.decode(to_int(ids[0]), true) + "\nUSER: ASSISTANT: " +
-                       tok.decode(to_int(ids[1]), true) + "\nUSER: exit...\n");
+    CHECK(r.out == "USER: ASSISTANT: " + tok.decode(ids[0], true) + "\nUSER: ASSISTANT: " +
+                       tok.decode(ids[1], true) + "\nUSER: exit...\n");
 }
 
 TEST_CASE("chat ends at an empty line or the end of the input", "[cli][chat]") {

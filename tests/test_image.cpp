@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -525,4 +526,62 @@ TEST_CASE("process_image refuses unknown aspects and impossible crops", "[image]
     cfg.do_resize = false;
     cfg.crop_size = 80;
     CHECK_THAT(error_of([&] { process_image(img, "square", cfg); }), Catch::Contains("crop_size 80"));
+}
+
+TEST_CASE("process_images turns image files into the model's input with the checkpoint folder's settings",
+          "[image][process_images]") {
+    const std::string tiny = parity::tiny_dir();
+    // A copy of the tiny checkpoint's config with image_aspect_ratio set, and
+    // a preprocessor_config.json beside it.
+    auto checkpoint = [&](const std::string& name, const std::string& aspect, const std::string& preprocessor) {
+        const std::string dir = kTmp + "/" + name;
+        std::filesystem::create_directories(dir);
+        std::ifstream in(tiny + "/config.json");
+        nlohmann::json config = nlohmann::json::parse(in);
+        config["image_aspect_ratio"] = aspect;
+        std::ofstream(dir + "/config.json") << config.dump();
+        std::ofstream(dir + "/preprocessor_config.json") << preprocessor;
+        return dir;
+    };
+    const std::string clip_56 = R"({"size": {"shortest_edge": 56}, "crop_size": {"height": 56, "width": 56},
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]})";
+
+    SECTION("the tiny folder (image_size 56, no preprocessor_config.json, no aspect: pad) gives the official pixels") {
+        const xt::xtensor<float, 4> p =
+            process_images<float>({tiny + "/synthetic_97x61.png", tiny + "/coffee.jpg"}, tiny);
+        REQUIRE(p.shape() == std::array<std::size_t, 4>{2, 3, 56, 56});
+        const auto first = parity::Case("image_then_text").get("image.0.pixel_values");
+        const auto second = parity::Case("photo_jpeg").get("image.0.pixel_values");
+        const std::size_t n = 3 * 56 * 56;
+        CHECK(float_diff(p.data(), first.data(), n).count == 0);
+        CHECK(float_diff(p.data() + n, second.data(), n).count == 0);
+        // double holds the same float32 values
+        const xt::xtensor<double, 4> d = process_images<double>({tiny + "/synthetic_97x61.png"}, tiny);
+        CHECK(std::equal(d.begin(), d.end(), p.begin()));
+    }
+    SECTION("config.json's image_aspect_ratio and preprocessor_config.json are read") {
+        const std::string dir = checkpoint("process_images_resize", "resize", clip_56);
+        const ImagePreprocessing settings = ImagePreprocessing::of_checkpoint(dir, load_config(dir + "/config.json"));
+        CHECK(settings.aspect == "resize");
+        CHECK(settings.image_size == 56);
+        CHECK(settings.processor_path == dir + "/preprocessor_config.json");
+        const xt::xtensor<float, 4> p =
+            process_images<float>({tiny + "/synthetic_40x90.png", tiny + "/synthetic_64x64.png"}, dir);
+        const auto ref = parity::Case("two_images").pixel_values<double>(2);
+        CHECK(float_diff(p.data(), ref.data(), ref.size()).count == 0);
+        // other mean and std change every value as process_image computes them
+        const std::string other = checkpoint("process_images_mean", "resize",
+            R"({"size": 56, "crop_size": 56, "image_mean": 0.5, "image_std": [0.25, 0.5, 1.0]})");
+        const xt::xtensor<float, 4> q = process_images<float>({tiny + "/synthetic_40x90.png"}, other);
+        const ProcessedImage want = process_image(load_image(tiny + "/synthetic_40x90.png"), "resize",
+                                                  ImageProcessorConfig::load(other + "/preprocessor_config.json"));
+        CHECK(std::equal(q.begin(), q.end(), want.pixel_values.begin()));
+        CHECK(float_diff(q.data(), ref.data(), q.size()).count > 0);
+    }
+    SECTION("a preprocessing that does not give the model's image size is refused, naming the file") {
+        const std::string dir = checkpoint("process_images_crop", "pad", R"({"size": 64, "crop_size": 64})");
+        CHECK(error_of([&] { process_images<float>({tiny + "/coffee.jpg"}, dir); }) ==
+              tiny + "/coffee.jpg: preprocessing gives 64x64 pixels, the model takes 56x56 (check " + dir +
+                  "/preprocessor_config.json)");
+    }
 }

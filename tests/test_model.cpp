@@ -217,6 +217,23 @@ TEST_CASE("generation stops at any end-of-sequence id or the position limit, aft
         rows_match(gen.step_logits);
         CHECK_THROWS_WITH(model.generate({1, 5}, pixels, g, hooks), Catch::Contains("0 image markers (-200) for 1 image"));
     }
+    SECTION("the default config generates greedily: up to 512 ids or the end-of-sequence id") {
+        const GenerationConfig g;
+        CHECK(g.max_new_tokens == 512);
+        CHECK_FALSE(g.sampling.do_sample);
+        CHECK(g.stop_at_eos);
+        const auto gen = run(g);
+        REQUIRE(gen.ids.size() >= greedy.size());
+        CHECK(std::vector<std::int64_t>(gen.ids.begin(), gen.ids.begin() + 6) == greedy);
+        const auto eos = std::find(gen.ids.begin(), gen.ids.end(), config.text.eos_token_id.front());
+        if (eos == gen.ids.end()) {
+            CHECK(gen.stop == StopReason::Budget);
+            CHECK(gen.ids.size() == 512);
+        } else {
+            CHECK(gen.stop == StopReason::Eos);
+            CHECK(eos + 1 == gen.ids.end());
+        }
+    }
     SECTION("sampling with top_k 1 is greedy whatever the seed") {
         GenerationConfig g;
         g.max_new_tokens = 6;

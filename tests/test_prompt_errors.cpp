@@ -213,8 +213,8 @@ TEST_CASE("sampling settings out of range are refused naming the setting", "[pro
 
 TEST_CASE("the tokenizer refuses ids outside its pieces and broken files", "[prompt][tokenizer][errors]") {
     const Tokenizer tok(kTokenizer);
-    const int n = tok.vocab_size();
-    for (int id : {n, -1, -200}) {
+    const std::int64_t n = tok.vocab_size();
+    for (std::int64_t id : {n, std::int64_t(-1), std::int64_t(-200)}) {
         const std::string e = error_of([&] { tok.decode({1, id}); });
         INFO("id " << id << ": " << e);
         CHECK(e.find("token id " + std::to_string(id) + " is outside the vocabulary") != std::string::npos);
@@ -222,10 +222,10 @@ TEST_CASE("the tokenizer refuses ids outside its pieces and broken files", "[pro
     }
     // an empty prompt gives no ids (mm_utils.tokenizer_image_token encodes no
     // empty chunk), which check_prompt refuses; a marker alone gives the marker
-    const std::vector<int> empty = tok.encode_prompt("");
+    const std::vector<std::int64_t> empty = tok.encode_prompt("");
     CHECK(empty.empty());
-    CHECK(error_of([&] { check_prompt({empty.begin(), empty.end()}, 0, 320); }) == "input ids: the prompt is empty");
-    CHECK(tok.encode_prompt("<|image|>") == std::vector<int>{-200});
+    CHECK(error_of([&] { check_prompt(empty, 0, 320); }) == "input ids: the prompt is empty");
+    CHECK(tok.encode_prompt("<|image|>") == std::vector<std::int64_t>{-200});
 
     const std::string missing = kTmp + "/no_tokenizer_here/tokenizer.model";
     CHECK(error_of([&] { Tokenizer{missing}; }).find(missing) != std::string::npos);

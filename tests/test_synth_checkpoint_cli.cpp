@@ -200,7 +200,7 @@ TEST_CASE("synth-checkpoint writes bf16 safetensors shards and single files that
     const auto prompt = tok.encode_prompt("USER: <|image|>Describe the image. ASSISTANT:");
     GenerationConfig g;
     g.max_new_tokens = 4;
-    const auto want = model.generate(std::vector<std::int64_t>(prompt.begin(), prompt.end()), pixels, g, Hooks<float>());
+    const auto want = model.generate(prompt, pixels, g, Hooks<float>());
     std::string ids;
     for (auto id : want.ids) ids += (ids.empty() ? "" : ",") + std::to_string(id);
     CHECK(a.err.find("\nids: " + ids + "\n") != std::string::npos);

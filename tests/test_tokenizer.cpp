@@ -6,12 +6,17 @@
 // written out in Python there).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
 #include "mplug_owl2/io/conversation.hpp"
 #include "mplug_owl2/io/tokenizer.hpp"
+#include "mplug_owl2/model/generation.hpp"
+#include "mplug_owl2/model/prepare_inputs.hpp"
 
 using namespace mplug_owl2;
 
@@ -27,10 +32,10 @@ const nlohmann::json& expected() {
     return j;
 }
 
-std::vector<int> ids(const nlohmann::json& j) { return j.get<std::vector<int>>(); }
+std::vector<std::int64_t> ids(const nlohmann::json& j) { return j.get<std::vector<std::int64_t>>(); }
 
-std::vector<int> cat(std::initializer_list<std::vector<int>> parts) {
-    std::vector<int> out;
+std::vector<std::int64_t> cat(std::initializer_list<std::vector<std::int64_t>> parts) {
+    std::vector<std::int64_t> out;
     for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
     return out;
 }
@@ -116,16 +121,16 @@ TEST_CASE("prompts with images follow tokenizer_image_token", "[tokenizer]") {
         CHECK(legacy.encode_prompt(prompt) == ids(c["legacy"]));
         CHECK(modern.encode_prompt(prompt) == ids(c["non_legacy"]));
     }
-    const int img = kImageTokenIndex;
+    const std::int64_t img = kImageTokenIndex;
     // One BOS, then each chunk with its own dummy prefix, -200 between chunks.
     CHECK(legacy.encode_prompt("USER: <|image|>Describe the image. ASSISTANT:") ==
           cat({{1}, legacy.encode_plain("USER: "), {img}, legacy.encode_plain("Describe the image. ASSISTANT:")}));
     // A leading marker: the first chunk is empty, so no BOS is kept up front and
     // the next chunk keeps its own BOS after the image.
     CHECK(legacy.encode_prompt("<|image|>Describe") == cat({{img, 1}, legacy.encode_plain("Describe")}));
-    CHECK(legacy.encode_prompt("<|image|>") == std::vector<int>{img});
+    CHECK(legacy.encode_prompt("<|image|>") == std::vector<std::int64_t>{img});
     CHECK(legacy.encode_prompt("x<|image|><|image|>") == cat({{1}, legacy.encode_plain("x"), {img, img}}));
-    CHECK(legacy.encode_prompt("") == std::vector<int>{});
+    CHECK(legacy.encode_prompt("") == std::vector<std::int64_t>{});
     CHECK(legacy.encode_prompt("no image") == legacy.encode("no image"));
 }
 
@@ -144,6 +149,22 @@ TEST_CASE("decode skips special tokens as the CLI prints and keeps them as it st
     TokenizerConfig c = TokenizerConfig::read(kDir);
     c.clean_up_tokenization_spaces = true;
     CHECK(Tokenizer(kDir + "/tokenizer.model", c).decode(tok.encode_plain("yes , it is .")) == "yes, it is.");
+}
+
+TEST_CASE("token ids are std::int64_t from the tokenizer to the model and back", "[tokenizer]") {
+    const Tokenizer tok(kDir);
+    using Ids = std::vector<std::int64_t>;
+    static_assert(std::is_same<decltype(tok.encode_prompt("")), Ids>::value, "encode_prompt gives the model's ids");
+    static_assert(std::is_same<decltype(tok.encode("")), Ids>::value, "encode gives the model's ids");
+    static_assert(std::is_same<decltype(tok.bos_id()), std::int64_t>::value, "bos_id is a model id");
+    static_assert(std::is_same<decltype(Generation<float>::ids), Ids>::value, "generate gives the tokenizer's ids");
+    // the prompt goes to the model's prompt check as it is, and generated ids to decode
+    const Ids prompt = tok.encode_prompt("USER: <|image|>hi ASSISTANT:");
+    CHECK(prompt.front() == tok.bos_id());
+    CHECK(std::count(prompt.begin(), prompt.end(), kImageTokenIndex) == 1);
+    CHECK_NOTHROW(check_prompt(prompt, 1, std::size_t(tok.vocab_size())));
+    const Ids text(std::find(prompt.begin(), prompt.end(), kImageTokenIndex) + 1, prompt.end());
+    CHECK(tok.decode(text) == "hi ASSISTANT:");
 }
 
 TEST_CASE("tokenizer files that cannot work are refused", "[tokenizer][errors]") {

@@ -138,7 +138,7 @@ inline std::vector<AblateCase> read_cases(const std::string& path, const mplug_o
                 fail(where, " (", a.name, "): a \"prompt\" needs tokenizer.model in the model folder; give "
                      "\"input_ids\" instead");
             if (!c["prompt"].is_string()) fail(where, " (", a.name, "): \"prompt\" must be a string");
-            for (int id : tokenizer->encode_prompt(c["prompt"].get<std::string>())) a.ids.push_back(id);
+            a.ids = tokenizer->encode_prompt(c["prompt"].get<std::string>());
         }
         if (c.contains("images")) {
             for (const auto& im : grid_items(c["images"], where + " images")) {
@@ -312,7 +312,7 @@ std::vector<AblationRow> ablate_case(mplug_owl2::MplugOwl2LlamaForCausalLM<T>& m
     auto text_of = [&](AblationRow& r) {
         if (!tokenizer) return;
         r.has_text = true;
-        r.answer_text = tokenizer->decode(std::vector<int>(r.answer_ids.begin(), r.answer_ids.end()));
+        r.answer_text = tokenizer->decode(r.answer_ids);
     };
     AblationRow base;
     base.case_name = c.name;

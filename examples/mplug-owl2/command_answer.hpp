@@ -62,8 +62,6 @@ inline std::unique_ptr<mplug_owl2::Tokenizer> require_tokenizer(const std::strin
     return std::make_unique<mplug_owl2::Tokenizer>(dir);
 }
 
-inline std::vector<int> to_int(const std::vector<std::int64_t>& ids) { return std::vector<int>(ids.begin(), ids.end()); }
-
 // A field of a /proc/self file, in GB of 10⁹ bytes (the file gives kB), or -1.
 inline double proc_self_gb(const char* file, const std::string& field) {
     std::ifstream in(std::string("/proc/self/") + file);
@@ -108,7 +106,7 @@ public:
     AnswerStream(const mplug_owl2::Tokenizer& tok, std::ostream& out) : tok_(tok), out_(out) {}
 
     void add(std::int64_t id) {
-        ids_.push_back(static_cast<int>(id));
+        ids_.push_back(id);
         emit(false);
     }
     void finish() {
@@ -128,7 +126,7 @@ private:
 
     const mplug_owl2::Tokenizer& tok_;
     std::ostream& out_;
-    std::vector<int> ids_;
+    std::vector<std::int64_t> ids_;
     std::string printed_;
 };
 
@@ -220,8 +218,7 @@ void run_answer(const AnswerOptions& o) {
         tok = require_tokenizer(o.model.model_dir, "; or give the prompt as --prompt-ids");
         Conversation conv;
         conv.add_user_turn(o.prompt, static_cast<int>(o.images.size()));
-        const std::vector<int> prompt = tok->encode_prompt(conv.prompt());
-        ids.assign(prompt.begin(), prompt.end());
+        ids = tok->encode_prompt(conv.prompt());
     }
     const xt::xtensor<T, 4> pixels = image_pixels<T>(o.model, config, o.images);
     check_prompt(ids, pixels.shape(0), static_cast<std::size_t>(config.text.vocab_size));

@@ -74,14 +74,13 @@ void run_chat(const ChatOptions& o, std::istream& in, std::ostream& out) {
         }
         out << Conversation::kAssistant << ": " << std::flush;
         conv.add_user_turn(line, turn == 0 ? static_cast<int>(o.images.size()) : 0);
-        const std::vector<int> prompt = tok->encode_prompt(conv.prompt());
+        const std::vector<std::int64_t> prompt = tok->encode_prompt(conv.prompt());
         GenerateOptions gen = o.gen;
         gen.seed += turn;
-        check_context(prompt_positions(std::vector<std::int64_t>(prompt.begin(), prompt.end()), config), 0, config.text,
+        check_context(prompt_positions(prompt, config), 0, config.text,
                       "--max-new-tokens");
-        const std::vector<std::int64_t> reply = answer_turn(
-            model, tok.get(), std::vector<std::int64_t>(prompt.begin(), prompt.end()), features, gen, o.report, out);
-        conv.set_reply(strip(tok->decode(to_int(reply), false)));
+        const std::vector<std::int64_t> reply = answer_turn(model, tok.get(), prompt, features, gen, o.report, out);
+        conv.set_reply(strip(tok->decode(reply, false)));
     }
     if (o.report.timings) std::cerr << memory_timings();
 }

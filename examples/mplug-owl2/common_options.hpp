@@ -175,35 +175,16 @@ mplug_owl2::MplugOwl2LlamaForCausalLM<T> load_cli_model(const ModelOptions& o, c
 
 // ---- images -------------------------------------------------------------------------
 
-// Image files as the model's input [N, 3, S, S] in T: decoded, shaped by
-// image_aspect_ratio, then CLIP's preprocessing (preprocessor_config.json of
-// the folder, or CLIP's settings at the model's image_size without one).
-// `each` sees every image after preprocessing.
+// Image files as the model's input [N, 3, S, S] in T, with the checkpoint
+// folder's settings (ImagePreprocessing) and --aspect over its
+// image_aspect_ratio. `each` sees every image after preprocessing.
 template <class T>
 xt::xtensor<T, 4> image_pixels(const ModelOptions& o, const mplug_owl2::ModelConfig& config,
                                const std::vector<std::string>& images,
                                const std::function<void(std::size_t, const mplug_owl2::ProcessedImage&)>& each = {}) {
-    using namespace mplug_owl2;
-    const auto S = static_cast<std::size_t>(config.vision.image_size);
-    const std::string aspect = !o.aspect.empty() ? o.aspect : config.image_aspect_ratio.value_or("pad");
-    ImageProcessorConfig pre;
-    const std::string pre_path = o.model_dir + "/preprocessor_config.json";
-    if (std::ifstream(pre_path).good()) {
-        pre = ImageProcessorConfig::load(pre_path);
-    } else {
-        pre.size = pre.crop_size = config.vision.image_size;
-    }
-    xt::xtensor<T, 4> pixels = xt::xtensor<T, 4>::from_shape({images.size(), 3, S, S});
-    for (std::size_t n = 0; n < images.size(); ++n) {
-        const ProcessedImage img = process_image(load_image(images[n]), aspect, pre);
-        const auto& pv = img.pixel_values;
-        if (pv.shape(1) != S || pv.shape(2) != S)
-            fail(images[n], ": preprocessing gives ", pv.shape(1), "x", pv.shape(2), " pixels, the model takes ", S,
-                 "x", S, " (check ", pre_path, ")");
-        std::copy(pv.begin(), pv.end(), pixels.begin() + n * 3 * S * S);
-        if (each) each(n, img);
-    }
-    return pixels;
+    mplug_owl2::ImagePreprocessing p = mplug_owl2::ImagePreprocessing::of_checkpoint(o.model_dir, config);
+    if (!o.aspect.empty()) p.aspect = o.aspect;
+    return p.pixel_values<T>(images, each);
 }
 
 // ---- generation ---------------------------------------------------------------------

@@ -13,8 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string prompt(reinterpret_cast<const char*>(data), size);
     try {
         const auto ids = tok.encode_prompt(prompt);
-        std::vector<int> text_ids;
-        for (int id : ids) {
+        std::vector<std::int64_t> text_ids;
+        for (std::int64_t id : ids) {
             if (id == mplug_owl2::kImageTokenIndex) continue;
             if (id < 0 || id >= tok.vocab_size()) std::abort();
             text_ids.push_back(id);

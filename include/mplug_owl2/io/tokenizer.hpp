@@ -21,6 +21,7 @@
 
 #include <sys/stat.h>
 
+#include <cstdint>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -126,6 +127,7 @@ private:
     }
 };
 
+// Ids are std::int64_t, as the model takes them (the official torch.long).
 class Tokenizer {
 public:
     // `path`: a checkpoint folder holding tokenizer.model (and the two JSON
@@ -138,26 +140,26 @@ public:
     }
     Tokenizer(const std::string& model_file, const TokenizerConfig& config) { init(model_file, config); }
 
-    int vocab_size() const { return sp_->GetPieceSize(); }
-    int bos_id() const { return bos_; }
-    int eos_id() const { return eos_; }
-    int unk_id() const { return sp_->unk_id(); }
+    std::int64_t vocab_size() const { return sp_->GetPieceSize(); }
+    std::int64_t bos_id() const { return bos_; }
+    std::int64_t eos_id() const { return eos_; }
+    std::int64_t unk_id() const { return sp_->unk_id(); }
     const TokenizerConfig& config() const { return config_; }
-    std::string piece(int id) const {
+    std::string piece(std::int64_t id) const {
         check_id(id);
-        return sp_->IdToPiece(id);
+        return sp_->IdToPiece(int(id));
     }
-    bool is_special(int id) const { return special_of(id) != nullptr; }
+    bool is_special(std::int64_t id) const { return special_of(id) != nullptr; }
 
     // tokenizer(text).input_ids of the official code.
-    std::vector<int> encode(const std::string& text) const {
+    std::vector<std::int64_t> encode(const std::string& text) const {
         // 1. Non-legacy mode marks the start of the text with "▁" (and turns literal "▁" into spaces).
         std::string t = text;
         if (!config_.legacy) t = kUnderline + replace_all(text, kUnderline, " ");
         // 2. Split at special tokens, strip where they say so.
         std::vector<Segment> segs = split_specials(t);
         // 3. Encode each piece of text; special tokens are their ids.
-        std::vector<int> ids;
+        std::vector<std::int64_t> ids;
         if (config_.add_bos_token) ids.push_back(bos_);
         for (const Segment& s : segs) {
             if (s.special) ids.push_back(s.special->id);
@@ -168,10 +170,10 @@ public:
     }
 
     // sentencepiece's own ids for a text (no special tokens, no BOS).
-    std::vector<int> encode_plain(const std::string& text) const {
+    std::vector<std::int64_t> encode_plain(const std::string& text) const {
         std::vector<int> ids;
         check(sp_->Encode(text, &ids), "encode");
-        return ids;
+        return std::vector<std::int64_t>(ids.begin(), ids.end());
     }
 
     // mm_utils.tokenizer_image_token: the prompt is cut at every "<|image|>";
@@ -179,22 +181,22 @@ public:
     // first piece starts with BOS that BOS is kept once and dropped from every
     // piece, otherwise (e.g. a prompt starting with the marker) every piece
     // keeps its own BOS; one kImageTokenIndex stands between pieces.
-    std::vector<int> encode_prompt(const std::string& prompt) const {
-        std::vector<std::vector<int>> chunks;
+    std::vector<std::int64_t> encode_prompt(const std::string& prompt) const {
+        std::vector<std::vector<std::int64_t>> chunks;
         const std::string marker = kImageToken;
         for (std::size_t start = 0;;) {
             const std::size_t at = prompt.find(marker, start);
             const std::string chunk = prompt.substr(start, at == std::string::npos ? std::string::npos : at - start);
-            chunks.push_back(chunk.empty() ? std::vector<int>{} : encode(chunk));
+            chunks.push_back(chunk.empty() ? std::vector<std::int64_t>{} : encode(chunk));
             if (at == std::string::npos) break;
             start = at + marker.size();
         }
         const bool keep_bos = !chunks[0].empty() && chunks[0][0] == bos_;
-        std::vector<int> ids;
+        std::vector<std::int64_t> ids;
         if (keep_bos) ids.push_back(bos_);
         const std::size_t skip = keep_bos ? 1 : 0;
         for (std::size_t k = 0; k < chunks.size(); ++k) {
-            if (k > 0) ids.push_back(static_cast<int>(kImageTokenIndex));
+            if (k > 0) ids.push_back(kImageTokenIndex);
             if (chunks[k].size() > skip) ids.insert(ids.end(), chunks[k].begin() + static_cast<std::ptrdiff_t>(skip), chunks[k].end());
         }
         return ids;
@@ -203,12 +205,12 @@ public:
     // tokenizer.decode(ids, skip_special_tokens=...). The official CLI prints
     // with special tokens skipped; it keeps them in the text it stores as the
     // assistant's turn (decode(...).strip()).
-    std::string decode(const std::vector<int>& ids, bool skip_special_tokens = true) const {
+    std::string decode(const std::vector<std::int64_t>& ids, bool skip_special_tokens = true) const {
         std::string out;
         std::vector<std::string> run;  // ordinary pieces since the last special token
         bool prev_special = false;
         std::size_t kept = 0;
-        for (int id : ids) {
+        for (std::int64_t id : ids) {
             check_id(id);
             const Special* s = special_of(id);
             if (s && skip_special_tokens) continue;
@@ -220,7 +222,7 @@ public:
                 run.clear();
                 prev_special = true;
             } else {
-                run.push_back(sp_->IdToPiece(id));
+                run.push_back(sp_->IdToPiece(int(id)));
                 prev_special = false;
             }
             ++kept;
@@ -233,7 +235,7 @@ public:
 private:
     struct Special {
         std::string content;
-        int id;
+        std::int64_t id;
         bool lstrip, rstrip;  // strip whitespace left of / right of the token
     };
     struct Segment {
@@ -275,11 +277,11 @@ private:
     void check(const sentencepiece::util::Status& s, const char* what) const {
         if (!s.ok()) fail(model_file_, ": sentencepiece ", what, " failed (", s.ToString(), ")");
     }
-    void check_id(int id) const {
+    void check_id(std::int64_t id) const {
         if (id < 0 || id >= vocab_size())
             fail("token id ", id, " is outside the vocabulary of ", model_file_, " (", vocab_size(), " pieces)");
     }
-    const Special* special_of(int id) const {
+    const Special* special_of(std::int64_t id) const {
         for (const auto& s : specials_)
             if (s.id == id) return &s;
         return nullptr;
@@ -291,7 +293,7 @@ private:
         return s;
     }
     static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-    static void append(std::vector<int>& a, const std::vector<int>& b) { a.insert(a.end(), b.begin(), b.end()); }
+    static void append(std::vector<std::int64_t>& a, const std::vector<std::int64_t>& b) { a.insert(a.end(), b.begin(), b.end()); }
 
     // The text cut at special tokens (earliest match, longest at a position),
     // with whitespace stripped next to tokens that ask for it.
@@ -330,7 +332,7 @@ private:
     }
 
     // One piece of text between special tokens (LlamaTokenizer._tokenize).
-    std::vector<int> encode_segment(std::string text) const {
+    std::vector<std::int64_t> encode_segment(std::string text) const {
         if (config_.legacy) return encode_plain(text);
         const std::string u = kUnderline;
         const bool first = text.compare(0, u.size(), u) == 0;
@@ -341,7 +343,7 @@ private:
             if (pieces[0].size() > u.size()) pieces[0].erase(0, u.size());
             else pieces.erase(pieces.begin());
         }
-        std::vector<int> ids;
+        std::vector<std::int64_t> ids;
         for (const auto& p : pieces) ids.push_back(sp_->PieceToId(p));
         return ids;
     }
@@ -366,7 +368,7 @@ private:
     std::string model_file_;
     TokenizerConfig config_;
     std::vector<Special> specials_;
-    int bos_ = 1, eos_ = 2;
+    std::int64_t bos_ = 1, eos_ = 2;
 };
 
 }  // namespace mplug_owl2

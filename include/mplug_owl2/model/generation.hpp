@@ -12,8 +12,11 @@
 
 namespace mplug_owl2 {
 
+// The defaults are the release's: greedy decoding (the official evaluation
+// scripts' do_sample=False, num_beams=1) with a budget of 512 new tokens (the
+// official CLI's --max-new-tokens), stopping at the end-of-sequence id.
 struct GenerationConfig {
-    std::size_t max_new_tokens = 0;          // the token budget
+    std::size_t max_new_tokens = 512;        // the token budget
     bool stop_at_eos = true;                 // stop once an end-of-sequence id is chosen
     std::vector<std::int64_t> eos_token_ids;  // empty: config.json's eos_token_id (an id or a list)
     SamplingConfig sampling;                 // greedy unless sampling.do_sample

@@ -10,13 +10,16 @@
 #include <array>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <xtensor/xtensor.hpp>
 
 #include "../core/error.hpp"
 #include "../io/config.hpp"
+#include "../io/image.hpp"
 #include "../io/rgb_image.hpp"
 #include "bicubic_resize.hpp"
 
@@ -237,6 +240,59 @@ inline ImageProcessorConfig ImageProcessorConfig::load(const std::string& path) 
     for (int i = 0; i < 3; ++i)
         if (c.image_std[i] == 0) fail(path, ": image_std: entry ", i, " is zero");
     return c;
+}
+
+// ---- mm_utils.process_images: image files as the model's input ----------------
+
+// What a checkpoint folder says about its images: the CLIP settings of its
+// preprocessor_config.json (without one, CLIP's mean and std at the vision
+// tower's image_size, as synthetic and reference checkpoints need) and
+// config.json's image_aspect_ratio (without one, pad: the official CLI's
+// --image-aspect-ratio default).
+struct ImagePreprocessing {
+    ImageProcessorConfig processor;
+    std::string aspect = "pad";
+    std::size_t image_size = 448;  // the side the vision tower takes
+    std::string processor_path;    // the preprocessor_config.json read; empty: none, and the sizes fit
+
+    static ImagePreprocessing of_checkpoint(const std::string& dir, const ModelConfig& config) {
+        ImagePreprocessing p;
+        p.image_size = static_cast<std::size_t>(config.vision.image_size);
+        p.aspect = config.image_aspect_ratio.value_or("pad");
+        const std::string path = dir + "/preprocessor_config.json";
+        if (std::ifstream(path).good()) {
+            p.processor = ImageProcessorConfig::load(path);
+            p.processor_path = path;
+        } else {
+            p.processor.size = p.processor.crop_size = config.vision.image_size;
+        }
+        return p;
+    }
+
+    // Image files -> [N, 3, S, S]; `each` sees every image after preprocessing.
+    template <class T>
+    xt::xtensor<T, 4> pixel_values(const std::vector<std::string>& image_files,
+                                   const std::function<void(std::size_t, const ProcessedImage&)>& each = {}) const {
+        const std::size_t S = image_size;
+        xt::xtensor<T, 4> pixels = xt::xtensor<T, 4>::from_shape({image_files.size(), 3, S, S});
+        for (std::size_t n = 0; n < image_files.size(); ++n) {
+            const ProcessedImage img = process_image(load_image(image_files[n]), aspect, processor);
+            const auto& pv = img.pixel_values;
+            if (pv.shape(1) != S || pv.shape(2) != S)
+                fail(image_files[n], ": preprocessing gives ", pv.shape(1), "x", pv.shape(2), " pixels, the model takes ",
+                     S, "x", S, " (check ", processor_path, ")");
+            std::copy(pv.begin(), pv.end(), pixels.begin() + std::ptrdiff_t(n * 3 * S * S));
+            if (each) each(n, img);
+        }
+        return pixels;
+    }
+};
+
+// One call: image files -> the model's input [N, 3, S, S] with the settings
+// of checkpoint folder `dir` (its config.json and preprocessor_config.json).
+template <class T>
+xt::xtensor<T, 4> process_images(const std::vector<std::string>& image_files, const std::string& dir) {
+    return ImagePreprocessing::of_checkpoint(dir, load_config(dir + "/config.json")).pixel_values<T>(image_files);
 }
 
 }  // namespace mplug_owl2
