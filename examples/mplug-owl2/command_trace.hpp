@@ -15,19 +15,31 @@
 //     pass: model.layers.i.self_attn.probs [heads, L, L] and
 //     model.visual_abstractor.encoder.layers.i.crossattention.attention.probs
 //     [images, heads, Q, Q + vision positions].
+// On stdout it ends with a summary: the file written, how many tensors, and
+// the greedy continuation as ids and, when the model's folder holds a
+// tokenizer.model, as text.
+//
+// --pixels takes the images' pixel values from a safetensors file instead:
+// either pixel_values [N, 3, S, S], or image.0.pixel_values,
+// image.1.pixel_values, ... [3, S, S] as the reference dumps of
+// reference_outputs/ and this command's own traces hold them.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "command_answer.hpp"
 #include "common_options.hpp"
 #include "mplug_owl2/core/recorder.hpp"
 #include "mplug_owl2/io/safetensors.hpp"
+#include "progress.hpp"
 
 namespace cli {
 
@@ -50,14 +62,33 @@ xt::xtensor<T, 4> trace_pixels(const TraceOptions& o, const mplug_owl2::ModelCon
     if (!o.pixels.empty()) {
         // 1. given pixel values: no decoding, no preprocessing
         const SafetensorsFile f(o.pixels);
-        const TensorInfo* info = f.find("pixel_values");
-        if (!info) fail(o.pixels, ": no tensor named pixel_values");
-        if (info->shape.size() != 4 || info->shape[1] != 3 || info->shape[2] != S || info->shape[3] != S)
-            fail(o.pixels, ": pixel_values has shape ", shape_str(info->shape), ", expected [N, 3, ", S, ", ", S,
-                 "] (image_size ", S, ")");
-        const xt::xarray<T> p = read_tensor<T>(f, "pixel_values");
-        xt::xtensor<T, 4> pixels = xt::xtensor<T, 4>::from_shape({info->shape[0], 3, S, S});
-        std::copy(p.begin(), p.end(), pixels.begin());
+        auto check_shape = [&](const std::string& name, const Shape& expected) {
+            const TensorInfo* info = f.find(name);
+            if (info->shape != expected)
+                fail(o.pixels, ": ", name, " has shape ", shape_str(info->shape), ", expected ", shape_str(expected),
+                     " (image_size ", S, ")");
+        };
+        std::vector<std::string> names;
+        if (f.find("pixel_values")) {
+            const Shape& shape = f.find("pixel_values")->shape;
+            check_shape("pixel_values", {shape.empty() ? 0 : shape[0], 3, S, S});
+            names.push_back("pixel_values");
+        } else {
+            for (std::size_t n = 0; f.find("image." + std::to_string(n) + ".pixel_values"); ++n) {
+                names.push_back("image." + std::to_string(n) + ".pixel_values");
+                check_shape(names.back(), {3, S, S});
+            }
+            if (names.empty())
+                fail(o.pixels, ": no tensor named pixel_values [N, 3, ", S, ", ", S, "] or image.0.pixel_values [3, ",
+                     S, ", ", S, "]");
+        }
+        std::vector<T> values;
+        for (const std::string& name : names) {
+            const xt::xarray<T> p = read_tensor<T>(f, name);
+            values.insert(values.end(), p.begin(), p.end());
+        }
+        xt::xtensor<T, 4> pixels = xt::xtensor<T, 4>::from_shape({values.size() / (3 * S * S), 3, S, S});
+        std::copy(values.begin(), values.end(), pixels.begin());
         return pixels;
     }
     // 2. image files: decoded and preprocessed, their bytes and pixel values recorded
@@ -99,7 +130,14 @@ void run_trace(const TraceOptions& o) {
     GenerationConfig g;
     g.max_new_tokens = o.generate;
     g.stop_at_eos = false;
+    Progress progress;
+    std::size_t steps = 0;
+    g.on_token = [&](std::int64_t) {
+        progress.show("generating: " + std::to_string(++steps) + " of " + std::to_string(o.generate) + " tokens");
+        return true;
+    };
     const Generation<T> gen = model.generate(logits, cache, g, hooks);
+    progress.finish();
 
     // 4. the file (through a temporary name, renamed when complete)
     for (const auto& kv : recorder.records())
@@ -108,6 +146,17 @@ void run_trace(const TraceOptions& o) {
     out.add("generate.step_logits", {gen.step_logits.shape(0), gen.step_logits.shape(1)}, gen.step_logits.data());
     out.add("generated_ids", {gen.ids.size()}, gen.ids.data());
     out.write(o.out);
+
+    // 5. the summary
+    std::cout << "wrote " << SafetensorsFile(o.out).names().size() << " tensors to " << o.out << "\n";
+    if (!gen.ids.empty()) {
+        std::cout << "greedy continuation: " << ids_text(gen.ids) << "\n";
+        if (has_tokenizer(o.model.model_dir)) {
+            const Tokenizer tok(o.model.model_dir);
+            const bool known = std::all_of(gen.ids.begin(), gen.ids.end(), [&](std::int64_t id) { return id < tok.vocab_size(); });
+            if (known) std::cout << "as text: " << tok.decode(to_int(gen.ids), false) << "\n";
+        }
+    }
 }
 
 inline void register_trace(CLI::App& app) {
@@ -118,7 +167,9 @@ inline void register_trace(CLI::App& app) {
     sub->add_option("--input-ids", o->input_ids, "prompt token ids, comma-separated; -200 marks an image")
         ->required();
     auto* image = sub->add_option("--image", o->images, "image file for the next -200 marker (repeatable, in order)");
-    sub->add_option("--pixels", o->pixels, "safetensors file with pixel_values [N,3,S,S] (float32), used as is")
+    sub->add_option("--pixels", o->pixels,
+                    "safetensors file with pixel_values [N,3,S,S] or image.N.pixel_values [3,S,S] (a reference dump "
+                    "or a trace), used as is")
         ->excludes(image);
     sub->add_option("--generate", o->generate, "greedy decoding steps through the key/value cache")
         ->check(count_validator());

@@ -4,6 +4,11 @@
 // --mam-parts, --mam-layers) and how tokens are chosen (--max-new-tokens,
 // --temperature, --top-k, --top-p, --seed); and the steps behind them:
 // loading the model, turning image files into pixel values.
+//
+// Without --model the commands run the tiny random-weight model of
+// reference_outputs/tiny (default_model_dir()): installed, it sits in
+// share/mplug-owl2/tiny beside the program's bin/; built, the program holds
+// the path of the source tree's folder.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -24,6 +29,7 @@
 #include "mplug_owl2/io/image.hpp"
 #include "mplug_owl2/model/image_processor.hpp"
 #include "mplug_owl2/model/load_model.hpp"
+#include "progress.hpp"
 
 namespace cli {
 
@@ -96,8 +102,21 @@ inline CLI::Validator count_validator() {
 
 // ---- the model ----------------------------------------------------------------------
 
+// The tiny model's folder: share/mplug-owl2/tiny next to the installed
+// program's bin/ if it is there, else the source tree's reference_outputs/tiny.
+inline std::string default_model_dir() {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        const fs::path installed = exe.parent_path().parent_path() / "share" / "mplug-owl2" / "tiny";
+        if (fs::is_regular_file(installed / "config.json", ec)) return installed.string();
+    }
+    return MPLUG_OWL2_SOURCE_TINY_MODEL;
+}
+
 struct ModelOptions {
-    std::string model_dir;
+    std::string model_dir = default_model_dir();
     std::string dtype = "float";
     std::string weights;  // half or float; empty: half with float compute
     std::string aspect;   // empty: config.json's image_aspect_ratio, else pad
@@ -107,8 +126,8 @@ struct ModelOptions {
 
 inline void add_model_options(CLI::App* sub, ModelOptions& o) {
     sub->add_option("--model", o.model_dir,
-                    "checkpoint folder: config.json and the weights in any Hugging Face layout")
-        ->required();
+                    "checkpoint folder: config.json and the weights in any Hugging Face layout (default: the tiny "
+                    "random-weight model)");
     sub->add_option("--dtype", o.dtype, "compute dtype: float or double")->check(CLI::IsMember({"float", "double"}));
     sub->add_flag("--strict", o.strict,
                   "refuse a checkpoint holding tensors no module reads (except rotary_emb.inv_freq), naming them");
@@ -163,12 +182,15 @@ mplug_owl2::MplugOwl2LlamaForCausalLM<T> load_cli_model(const ModelOptions& o, c
     LoadOptions load;
     load.keep_half_precision = o.weights != "float";
     load.pack_decoder_weights = true;  // the commands never read a weight matrix themselves
-    MplugOwl2LlamaForCausalLM<T> model =
-        load_model<T>(std::shared_ptr<const TensorSource>(open_checkpoint(o.model_dir)), config, load);
+    const auto weights = std::make_shared<const LoadProgress>(std::shared_ptr<const TensorSource>(open_checkpoint(o.model_dir)));
+    MplugOwl2LlamaForCausalLM<T> model = load_model<T>(weights, config, load);
+    weights->finish();
     if (o.strict) check_strict(model.unused_tensors, "--model " + o.model_dir);
-    if (!model.unused_tensors.empty())
-        std::cerr << "note: " << model.unused_tensors.size() << " tensors of the checkpoint are not used (first: "
-                  << model.unused_tensors.front() << ")\n";
+    // the buffers the model recomputes (rotary_emb.inv_freq) are no news
+    const std::vector<std::string> unused = unexpected_tensors(model.unused_tensors);
+    if (!unused.empty())
+        std::cerr << "note: " << unused.size() << " tensors of the checkpoint are not used (first: " << unused.front()
+                  << ")\n";
     model.set_mam_routing(parse_routing(o, model.model.layers.size()));
     return model;
 }
@@ -199,11 +221,8 @@ struct GenerateOptions {
 
 // `o` holds the command's defaults.
 inline void add_generate_options(CLI::App* sub, GenerateOptions& o) {
-    std::ostringstream temperature;
-    temperature << "0: greedy; above 0: sample at this temperature (default " << o.temperature << ")";
-    sub->add_option("--max-new-tokens", o.max_new_tokens, "most tokens to generate (default 512)")
-        ->check(count_validator());
-    sub->add_option("--temperature", o.temperature, temperature.str());
+    sub->add_option("--max-new-tokens", o.max_new_tokens, "most tokens to generate")->check(count_validator());
+    sub->add_option("--temperature", o.temperature, "0: greedy; above 0: sample at this temperature");
     sub->add_option("--top-k", o.top_k, "sampling: keep the k most likely tokens (0: all)")
         ->check(count_validator());
     sub->add_option("--top-p", o.top_p, "sampling: keep the most likely tokens up to this probability (1: all)");
