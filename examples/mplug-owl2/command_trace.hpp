@@ -154,7 +154,7 @@ void run_trace(const TraceOptions& o) {
         if (has_tokenizer(o.model.model_dir)) {
             const Tokenizer tok(o.model.model_dir);
             const bool known = std::all_of(gen.ids.begin(), gen.ids.end(), [&](std::int64_t id) { return id < tok.vocab_size(); });
-            if (known) std::cout << "as text: " << tok.decode(to_int(gen.ids), false) << "\n";
+            if (known) std::cout << "as text: " << tok.decode(gen.ids, false) << "\n";
         }
     }
 }
