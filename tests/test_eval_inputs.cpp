@@ -122,7 +122,7 @@ TEST_CASE("VLMEvalKit TSV: bad rows are refused with their line numbers") {
     // a multiple-choice row needs two options
     CHECK(error_of([&] {
               read_tsv(write_data("mcq_one.tsv", "index\tquestion\tA\n1\tq\tonly\n"), Benchmark::TextMcq);
-          }).find("line 2: a multiple-choice question with 1 options") != std::string::npos);
+          }).find("line 2: a multiple-choice question needs 2 or more options in the columns A..H, found 1") != std::string::npos);
 }
 
 TEST_CASE("JSONL manifest: paths, choices and answers") {

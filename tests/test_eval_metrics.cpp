@@ -163,6 +163,9 @@ TEST_CASE("VQA accuracy averages min of matches over 3 across the leave-one-out 
     CHECK(s["a/accuracy"].get<double>() == Approx(80.0));
     CHECK(s["b/accuracy"].get<double>() == Approx(90.0));
     CHECK(s["accuracy"].get<double>() == Approx(250.0 / 3));
+    // the human answers as a TSV's Python list in a string: 3 of 10 say dog -> 90
+    const Json listed = score({line("vqa", "1", "", "['dog', 'dog', 'dog', 'cat', 'cat', 'cat', 'cat', 'cat', 'cat', 'cat']", "dog")});
+    CHECK(listed["vqa"]["official"]["accuracy"].get<double>() == Approx(90.0));
 }
 
 TEST_CASE("option letters as VLMEvalKit's can_infer reads them") {

@@ -12,7 +12,8 @@
 //   positive class, accuracy = (TP+TN)/n, precision = TP/(TP+FP), recall =
 //   TP/(TP+FN), f1 = 2PR/(P+R), yes_ratio = (TP+FP)/n; a ratio whose
 //   denominator is 0 is reported as 0 (sklearn's zero_division).
-// - VQA: accuracy = 100·mean of vqa_accuracy() over the questions.
+// - VQA: accuracy = 100·mean of vqa_accuracy() over the questions (an answer
+//   string written as a Python list is read as the list of human answers).
 // - mmbench, scienceqa, mcq, text-mcq: a prediction is correct when
 //   option_letter() gives the answer's letter; accuracy = correct/n,
 //   unparsed = the predictions from which no letter is inferred.
@@ -36,6 +37,7 @@
 #include "answer_parsing.hpp"
 #include "benchmark.hpp"
 #include "run_file.hpp"
+#include "tsv_reader.hpp"
 
 namespace mplug_owl2::eval {
 
@@ -127,7 +129,10 @@ inline Json pope_metrics(const std::vector<const Scored*>& lines) {
 
 inline double vqa_line_accuracy(const Scored& s) {
     const Json& a = s.line.answer;
-    if (a.is_string()) return vqa_accuracy(s.line.prediction, {a.get<std::string>()});
+    if (a.is_string()) {  // one answer, or the humans' as a Python list (a TSV cell copied as is)
+        const auto list = python_string_list(a.get<std::string>());
+        return vqa_accuracy(s.line.prediction, list ? *list : std::vector<std::string>{a.get<std::string>()});
+    }
     if (!a.is_array() || a.empty()) fail(s.where, ": a VQA answer is a string or a non-empty array of strings");
     std::vector<std::string> humans;
     for (const auto& h : a) {

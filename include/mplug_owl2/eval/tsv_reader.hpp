@@ -249,8 +249,8 @@ inline std::vector<Sample> read_tsv(const std::string& path, Benchmark b) {
             continue;
         }
         if (is_multiple_choice(b) && s.choices.size() < 2) {
-            bad.add(rec.line, "a multiple-choice question with " + std::to_string(s.choices.size()) +
-                                  " options in the columns A..H");
+            bad.add(rec.line, "a multiple-choice question needs 2 or more options in the columns A..H, found " +
+                                  std::to_string(s.choices.size()));
             continue;
         }
         s.order = samples.size();
