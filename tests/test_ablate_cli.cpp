@@ -316,8 +316,6 @@ TEST_CASE("ablate refuses bad cases and grids with one error line and exit code 
         {"--cases '" + cases + "' --case nothing", "--case nothing: no such case"},
         {"--cases '" + cases + "' --max-new-tokens 0", "--max-new-tokens 0"},
         {"--cases '" + kTmp + "/no_cases.json'", "no_cases.json: cannot open"},
-        {"--cases '" + write("ablate_bad1.json", "[{\"name\": \"a\", \"prompt\": \"hello\"}]") + "'",
-         "needs tokenizer.model"},
         {"--cases '" + write("ablate_bad2.json", "[{\"name\": \"a\", \"input_ids\": [1, -200, 5]}]") + "'",
          "case a: input ids: 1 image marker (-200) for 0 images"},
         {"--cases '" + write("ablate_bad3.json", "[{\"name\": \"a\", \"input_ids\": [1, 5], \"prompt\": \"x\"}]") + "'",
